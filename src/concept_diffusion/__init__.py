@@ -1,0 +1,33 @@
+"""concept-diffusion: EncDiff concept tokens as diffusers models and pipelines.
+
+Heavy modules (torch, diffusers, datasets) are imported on first use, so that
+`concept-diffusion --help` and `import concept_diffusion` stay fast.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ConceptEncoder": "concept_diffusion.models.concept_encoder",
+    "ConceptEncoderOutput": "concept_diffusion.models.concept_encoder",
+    "ConceptDiffusionPipeline": "concept_diffusion.pipelines.pipeline_concept_diffusion",
+    "ConceptDiffusionPipelineOutput": "concept_diffusion.pipelines.pipeline_concept_diffusion",
+    "build_pipeline": "concept_diffusion.presets",
+    "list_presets": "concept_diffusion.presets",
+    "load_ground_truth": "concept_diffusion.data",
+    "to_hf_dataset": "concept_diffusion.data",
+    "evaluate": "concept_diffusion.evaluation",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'concept_diffusion' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,44 @@
+"""The `concept-diffusion` command.
+
+Each subcommand lives in its own module of this package and exposes `register(subparsers)`,
+which adds its parser and sets `func`, the function that runs it. Heavy imports happen inside
+those functions, so `--help` answers at once.
+"""
+
+import argparse
+import sys
+from importlib import import_module
+
+from concept_diffusion import __version__
+
+# Module names, in the order `--help` lists them.
+SUBCOMMAND_MODULES = ["demo", "data", "evaluate", "hub"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="concept-diffusion",
+        description="EncDiff concept tokens: train, evaluate, edit and share disentangled diffusion models.",
+    )
+    parser.add_argument("--version", action="version", version=f"concept-diffusion {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        import_module(f"concept_diffusion.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 1
+    try:
+        return args.func(args) or 0
+    except (ValueError, FileNotFoundError) as error:
+        print(f"concept-diffusion {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from concept_diffusion.cli import main
+
+sys.exit(main())
