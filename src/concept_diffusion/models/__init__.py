@@ -1,0 +1,3 @@
+from .concept_encoder import ConceptEncoder, ConceptEncoderOutput
+
+__all__ = ["ConceptEncoder", "ConceptEncoderOutput"]

@@ -1,0 +1,202 @@
+"""The EncDiff concept encoder: images -> N scalar concepts -> N concept tokens.
+
+This file imports only torch, diffusers and the standard library: `save_pretrained` copies it
+into Hub repos as remote code, so that users without concept-diffusion can load the model with
+`trust_remote_code=True`.
+"""
+
+import importlib
+import inspect
+import math
+import os
+import shutil
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+from torch.nn import functional as F
+
+TOKEN_MODES = ("scalar", "vector")
+
+
+@dataclass
+class ConceptEncoderOutput(BaseOutput):
+    """Output of `ConceptEncoder.forward`.
+
+    Args:
+        concepts: `(batch, num_concepts)`. In "scalar" mode, the N scalars the paper calls concepts
+            (the representation that disentanglement metrics score). In "vector" mode, each token's
+            mean over its `token_dim` entries: a scalar summary per token, for metrics and plots.
+        tokens: `(batch, num_concepts, token_dim)`, the cross-attention context of the UNet.
+    """
+
+    concepts: torch.Tensor
+    tokens: torch.Tensor
+
+
+class ResidualBlock(nn.Module):
+    """ReLU -> 3x3 conv -> ReLU -> 1x1 conv, added to the input (the VQ-VAE encoder's block)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class ConceptTokenMLPs(nn.Module):
+    """N independent MLPs (1 -> 64 -> 128 -> token_dim, ELU), one per concept, computed together.
+
+    The weights of all N MLPs are stacked along a leading concept axis, so one einsum per layer
+    replaces a Python loop over N modules. Each MLP is initialised like `nn.Linear`.
+    """
+
+    def __init__(self, num_concepts: int, token_dim: int, hidden_dims: tuple = (64, 128)):
+        super().__init__()
+        dims = (1, *hidden_dims, token_dim)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+            bound = 1.0 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(num_concepts, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(num_concepts, fan_out).uniform_(-bound, bound)))
+
+    def forward(self, concepts: torch.Tensor) -> torch.Tensor:
+        hidden = concepts.unsqueeze(-1)  # (B, N, 1)
+        last = len(self.weights) - 1
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            hidden = torch.einsum("bni,nio->bno", hidden, weight) + bias
+            if layer < last:
+                hidden = F.elu(hidden)
+        return hidden
+
+
+class ConceptEncoder(ModelMixin, ConfigMixin):
+    r"""Maps images to N concepts and their N concept tokens (EncDiff, Yang et al., NeurIPS 2024).
+
+    The backbone is the released code's: four 4x4 stride-2 convolutions with BatchNorm and ReLU,
+    two residual blocks, then a linear layer. In "scalar" mode (the paper's default) the linear
+    layer gives N scalars and each goes through its own MLP to a token of width `token_dim`. In
+    "vector" mode (EncDiff-V) the linear layer gives the N tokens directly.
+
+    Args:
+        in_channels: channels of the input images.
+        sample_size: height and width of the input images; a multiple of 16 (32, 64, 128, ...).
+        num_concepts: N, the number of concepts and tokens.
+        token_dim: d, the width of each token; the UNet's `cross_attention_dim` must equal it.
+        width: channels of the convolutional backbone.
+        token_mode: "scalar" or "vector".
+
+    Example:
+        >>> encoder = ConceptEncoder(sample_size=64, num_concepts=20, token_dim=16)
+        >>> out = encoder(torch.zeros(2, 3, 64, 64))
+        >>> out.concepts.shape, out.tokens.shape
+        (torch.Size([2, 20]), torch.Size([2, 20, 16]))
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        sample_size: int = 64,
+        num_concepts: int = 20,
+        token_dim: int = 16,
+        width: int = 128,
+        token_mode: str = "scalar",
+    ):
+        super().__init__()
+        if token_mode not in TOKEN_MODES:
+            raise ValueError(f"token_mode must be one of {TOKEN_MODES}, got {token_mode!r}")
+        if sample_size % 16 != 0 or sample_size < 16:
+            raise ValueError(
+                f"sample_size must be a multiple of 16 (the backbone halves it four times), got {sample_size}: "
+                "use 32, 64 or 128, or resize the images"
+            )
+        layers = []
+        channels = in_channels
+        for _ in range(4):
+            layers += [nn.Conv2d(channels, width, kernel_size=4, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+            channels = width
+        layers += [ResidualBlock(width), ResidualBlock(width), nn.ReLU(), nn.Flatten()]
+        self.backbone = nn.Sequential(*layers)
+        features = width * (sample_size // 16) ** 2
+        if token_mode == "scalar":
+            self.to_concepts = nn.Linear(features, num_concepts)
+            self.token_mlps = ConceptTokenMLPs(num_concepts, token_dim)
+        else:
+            self.to_tokens = nn.Linear(features, num_concepts * token_dim)
+
+    def check_images(self, images: torch.Tensor, name: str = "images") -> None:
+        """Raise a ValueError naming `name` if `images` is not a finite (B, C, H, W) batch this encoder takes."""
+        config = self.config
+        if images.ndim != 4:
+            raise ValueError(f"{name} must be a (batch, channels, height, width) tensor, got shape {tuple(images.shape)}")
+        if images.shape[1] != config.in_channels:
+            raise ValueError(
+                f"{name} must have {config.in_channels} channels, got {images.shape[1]}: "
+                + ("convert PIL images with image.convert('RGB')" if config.in_channels == 3 else "convert them first")
+            )
+        if tuple(images.shape[-2:]) != (config.sample_size, config.sample_size):
+            raise ValueError(
+                f"{name} must be {config.sample_size}x{config.sample_size} for this encoder, got "
+                f"{images.shape[-2]}x{images.shape[-1]}: resize them (e.g. image.resize(({config.sample_size}, "
+                f"{config.sample_size}))) or build a model for this size"
+            )
+        if not torch.isfinite(images).all():
+            raise ValueError(f"{name} contain NaN or infinite values: clean or drop those images")
+
+    def concepts_to_tokens(self, concepts: torch.Tensor) -> torch.Tensor:
+        """Map concepts `(B, N)` to tokens `(B, N, token_dim)` (scalar mode only).
+
+        This is how edited concepts (swapped or swept) become a UNet condition again.
+        """
+        if self.config.token_mode != "scalar":
+            raise ValueError(
+                "concepts_to_tokens needs token_mode='scalar': in 'vector' mode the tokens come from the image "
+                "directly and concepts are only a summary; edit tokens instead (pipeline(tokens=...))"
+            )
+        if concepts.ndim != 2 or concepts.shape[1] != self.config.num_concepts:
+            raise ValueError(
+                f"concepts must have shape (batch, {self.config.num_concepts}), got {tuple(concepts.shape)}: "
+                "pass one value per concept, as returned by encode()"
+            )
+        weight = self.token_mlps.weights[0]
+        return self.token_mlps(concepts.to(device=weight.device, dtype=weight.dtype))
+
+    def forward(self, images: torch.Tensor, return_dict: bool = True):
+        """Encode images `(B, C, H, W)` in [-1, 1] to concepts `(B, N)` and tokens `(B, N, d)`."""
+        self.check_images(images)
+        features = self.backbone(images)
+        if self.config.token_mode == "scalar":
+            concepts = self.to_concepts(features)
+            tokens = self.token_mlps(concepts)
+        else:
+            tokens = self.to_tokens(features).view(-1, self.config.num_concepts, self.config.token_dim)
+            concepts = tokens.mean(dim=-1)
+        if not return_dict:
+            return concepts, tokens
+        return ConceptEncoderOutput(concepts=concepts, tokens=tokens)
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """Save config and safetensors weights, plus a copy of this module as `concept_encoder.py`.
+
+        The copy lets `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` build the
+        encoder where concept-diffusion is not installed.
+        """
+        if kwargs.pop("safe_serialization", True) is False:
+            raise ValueError("ConceptEncoder saves safetensors only: drop safe_serialization=False")
+        super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
+        shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(save_directory, "concept_encoder.py"))
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Push the encoder (weights, config and its own code) with a model card; see `concept_diffusion.hub`."""
+        try:  # a string import: diffusers scans remote code for `import` lines and would warn
+            hub = importlib.import_module("concept_diffusion.hub")
+        except ImportError:  # running as a Hub repo's remote code, without the package
+            return super().push_to_hub(repo_id, **kwargs)
+        return hub.push_encoder_to_hub(self, repo_id, **kwargs)

@@ -1,0 +1,612 @@
+"""ConceptDiffusionPipeline: encode images to concepts, decode (edited) concepts back to images.
+
+This file imports only torch, diffusers (and what diffusers itself depends on: numpy, PIL,
+huggingface_hub) and the standard library: `save_pretrained` copies it into Hub repos as
+`pipeline.py`, so that users without concept-diffusion can load a pipeline with
+`DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)`.
+"""
+
+import importlib
+import inspect
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.utils import BaseOutput, make_image_grid
+from diffusers.utils.torch_utils import randn_tensor
+
+ImageInput = Union[PIL.Image.Image, np.ndarray, torch.Tensor, List[PIL.Image.Image], List[np.ndarray], List[torch.Tensor]]
+
+# What a saved pipeline's model_index.json says, so that plain diffusers finds the remote code:
+# `pipeline.py` at the root and `concept_encoder/concept_encoder.py` beside the encoder weights.
+PIPELINE_FILE = "pipeline.py"
+ENCODER_FILE = "concept_encoder.py"
+REQUIRED_COMPONENTS = ("concept_encoder", "unet", "scheduler")
+VAE_CLASSES = ("VQModel", "AutoencoderKL")
+# What from_pretrained downloads from a Hub repo: never pickled weights.
+REPO_ID_PATTERN = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.py", "*.md", "*.png", "*.txt"]
+
+
+@dataclass
+class ConceptDiffusionPipelineOutput(BaseOutput):
+    """Output of `ConceptDiffusionPipeline.__call__`.
+
+    Args:
+        images: decoded images: a list of PIL images, a numpy array (B, H, W, C) in [0, 1], or a
+            tensor (B, C, H, W) in [0, 1], following `output_type`.
+        concepts: the concepts (B, N) that were decoded; None when tokens were given.
+    """
+
+    images: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
+    concepts: Optional[torch.Tensor]
+
+
+@dataclass
+class ConceptEditOutput(BaseOutput):
+    """Output of `swap` and `traverse`.
+
+    Args:
+        images: the edited images as a grid of `rows x columns`: a list of lists of PIL images, or an
+            array / tensor with two leading grid axes, following `output_type`.
+        grid: one PIL image of the whole grid, with the inputs in the first column (and, for `swap`,
+            the references in the first row), ready to save.
+        concepts: the edited concepts, `(rows, columns, N)`.
+    """
+
+    images: Union[List[List[PIL.Image.Image]], np.ndarray, torch.Tensor]
+    grid: PIL.Image.Image
+    concepts: torch.Tensor
+
+
+class ConceptDiffusionPipeline(DiffusionPipeline):
+    r"""EncDiff: a concept encoder whose N concept tokens condition a diffusion UNet through cross-attention.
+
+    Components:
+        concept_encoder: a `ConceptEncoder`; images -> concepts (B, N) -> tokens (B, N, d).
+        unet: a `UNet2DConditionModel` with `cross_attention_dim == d`, denoising latents (or pixels).
+        scheduler: any diffusers scheduler; DDIM for sampling by default.
+        vae: a `VQModel` or `AutoencoderKL` first stage, or None for diffusion in pixel space.
+
+    Every variant of one image (a reconstruction, each swap, each traversal step) starts from the
+    same noise, so an edit is the only difference between two outputs.
+
+    Example:
+        >>> pipe = ConceptDiffusionPipeline.from_pretrained("path/or/user/repo")
+        >>> concepts = pipe.encode(images)                      # (B, N)
+        >>> out = pipe(images=images, num_inference_steps=50, generator=torch.Generator().manual_seed(0))
+        >>> swapped = pipe.swap(images, references, concept_indices=[3])
+        >>> swapped.grid.save("swap.png")
+    """
+
+    model_cpu_offload_seq = "concept_encoder->unet->vae"
+    _optional_components = ["vae"]
+
+    def __init__(self, concept_encoder, unet, scheduler, vae=None):
+        super().__init__()
+        token_dim = concept_encoder.config.token_dim
+        if unet.config.cross_attention_dim != token_dim:
+            raise ValueError(
+                f"unet.config.cross_attention_dim ({unet.config.cross_attention_dim}) must equal the concept "
+                f"encoder's token_dim ({token_dim}): build the UNet with cross_attention_dim={token_dim}"
+            )
+        self.register_modules(concept_encoder=concept_encoder, unet=unet, scheduler=scheduler, vae=vae)
+        self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
+
+    # ------------------------------------------------------------------ inputs
+
+    def preprocess(self, images: ImageInput, name: str = "images") -> torch.Tensor:
+        """Turn PIL images, numpy arrays (H, W, C) in [0, 1] or tensors (B, C, H, W) in [-1, 1] into a
+        checked batch `(B, C, H, W)` in [-1, 1] on the encoder's device and dtype."""
+        if isinstance(images, (list, tuple)):
+            if len(images) == 0:
+                raise ValueError(f"{name} is an empty list: pass at least one image")
+            if all(isinstance(image, PIL.Image.Image) for image in images):
+                arrays = [self._pil_to_array(image, name) for image in images]
+                batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) * 2 - 1
+            elif all(isinstance(image, np.ndarray) for image in images):
+                return self.preprocess(np.stack(images), name)
+            elif all(isinstance(image, torch.Tensor) for image in images):
+                return self.preprocess(torch.stack(images), name)
+            else:
+                raise ValueError(f"{name} mixes types: pass a list of PIL images, of numpy arrays or of tensors")
+        elif isinstance(images, PIL.Image.Image):
+            return self.preprocess([images], name)
+        elif isinstance(images, np.ndarray):
+            array = images[None] if images.ndim == 3 else images
+            if array.ndim != 4:
+                raise ValueError(f"{name} as a numpy array must be (H, W, C) or (B, H, W, C), got shape {images.shape}")
+            if array.dtype == np.uint8:
+                array = array.astype(np.float32) / 255.0
+            array = array.astype(np.float32)
+            self._check_range(array, 0.0, 1.0, name, "numpy arrays take values in [0, 1] (tensors take [-1, 1])")
+            batch = torch.from_numpy(array).permute(0, 3, 1, 2) * 2 - 1
+        elif isinstance(images, torch.Tensor):
+            batch = images[None] if images.ndim == 3 else images
+            batch = batch.float()
+            self._check_range(batch, -1.0, 1.0, name, "tensors take values in [-1, 1] (numpy arrays take [0, 1])")
+        else:
+            raise ValueError(
+                f"{name} must be PIL images, numpy arrays (H, W, C) in [0, 1] or tensors (B, C, H, W) in [-1, 1], "
+                f"got {type(images).__name__}"
+            )
+        self.concept_encoder.check_images(batch, name)
+        return batch.to(device=self._execution_device, dtype=self.concept_encoder.dtype)
+
+    def _pil_to_array(self, image: PIL.Image.Image, name: str) -> np.ndarray:
+        channels = self.concept_encoder.config.in_channels
+        expected_mode = {1: "L", 3: "RGB"}.get(channels)
+        if expected_mode is not None and image.mode != expected_mode:
+            raise ValueError(
+                f"{name} must be {expected_mode} images ({channels} channels), got mode {image.mode!r}: "
+                f"convert with image.convert({expected_mode!r})"
+            )
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        return array[..., None] if array.ndim == 2 else array
+
+    @staticmethod
+    def _check_range(values, low: float, high: float, name: str, hint: str) -> None:
+        finite = np.isfinite(values).all() if isinstance(values, np.ndarray) else torch.isfinite(values).all()
+        if not finite:
+            raise ValueError(f"{name} contain NaN or infinite values: clean or drop those images")
+        tolerance = 1e-3
+        if values.min() < low - tolerance or values.max() > high + tolerance:
+            raise ValueError(
+                f"{name} have values in [{float(values.min()):.3g}, {float(values.max()):.3g}], expected [{low:g}, {high:g}]: {hint}"
+            )
+
+    def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        config = self.concept_encoder.config
+        expected = (config.num_concepts, config.token_dim)
+        if tokens.ndim != 3 or tuple(tokens.shape[1:]) != expected:
+            raise ValueError(
+                f"tokens must have shape (batch, {expected[0]}, {expected[1]}), got {tuple(tokens.shape)}: "
+                "pass tokens as returned by concept_encoder(images).tokens"
+            )
+        if not torch.isfinite(tokens).all():
+            raise ValueError("tokens contain NaN or infinite values")
+        return tokens.to(device=self._execution_device, dtype=self.unet.dtype)
+
+    def _check_concept_indices(self, concept_indices) -> List[int]:
+        indices = [concept_indices] if isinstance(concept_indices, int) else list(concept_indices)
+        num_concepts = self.concept_encoder.config.num_concepts
+        if not indices:
+            raise ValueError("concept_indices is empty: name at least one concept, e.g. concept_indices=[0]")
+        for index in indices:
+            if not isinstance(index, (int, np.integer)) or not 0 <= index < num_concepts:
+                raise ValueError(
+                    f"concept index {index!r} is out of range: this model has {num_concepts} concepts, "
+                    f"indices 0..{num_concepts - 1}"
+                )
+        return [int(index) for index in indices]
+
+    # ------------------------------------------------------------------ encoding
+
+    @torch.no_grad()
+    def encode(self, images: ImageInput, return_tokens: bool = False):
+        """Encode images to their concepts `(B, N)` (and tokens `(B, N, d)` if `return_tokens`).
+
+        Example:
+            >>> concepts = pipe.encode(np.random.rand(4, 64, 64, 3))   # (4, 20)
+        """
+        output = self.concept_encoder(self.preprocess(images))
+        if return_tokens:
+            return output.concepts, output.tokens
+        return output.concepts
+
+    def concepts_to_tokens(self, concepts: torch.Tensor) -> torch.Tensor:
+        """Map (edited) concepts `(B, N)` to the UNet's condition tokens `(B, N, d)`."""
+        if not isinstance(concepts, torch.Tensor):
+            concepts = torch.as_tensor(np.asarray(concepts), dtype=torch.float32)
+        if not torch.isfinite(concepts).all():
+            raise ValueError("concepts contain NaN or infinite values")
+        return self.concept_encoder.concepts_to_tokens(concepts.to(self._execution_device))
+
+    # ------------------------------------------------------------------ sampling
+
+    @property
+    def latent_shape(self):
+        """(channels, height, width) of what the UNet denoises: vae latents, or pixels without a vae."""
+        config = self.unet.config
+        size = config.sample_size if isinstance(config.sample_size, int) else tuple(config.sample_size)[0]
+        return (config.in_channels, size, size)
+
+    def _step_kwargs(self, eta: float, generator, variance_noise: Optional[torch.Tensor]) -> dict:
+        accepted = set(inspect.signature(self.scheduler.step).parameters)
+        kwargs = {}
+        if "eta" in accepted:
+            kwargs["eta"] = eta
+        if variance_noise is not None and "variance_noise" in accepted:
+            kwargs["variance_noise"] = variance_noise
+        elif "generator" in accepted:
+            kwargs["generator"] = generator
+        return kwargs
+
+    def _denoise(
+        self,
+        tokens: torch.Tensor,
+        noise_index: torch.Tensor,
+        num_inference_steps: int,
+        eta: float,
+        generator,
+        latents: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """Run the reverse process for `tokens` (B, N, d). Row b starts from noise `noise_index[b]`,
+        so rows that share an index differ only by their tokens."""
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+        device, dtype = self._execution_device, self.unet.dtype
+        num_noises = int(noise_index.max()) + 1
+        shape = (num_noises, *self.latent_shape)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        latents = latents.to(device=device, dtype=dtype)[noise_index] * self.scheduler.init_noise_sigma
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        share_step_noise = eta > 0 and "variance_noise" in inspect.signature(self.scheduler.step).parameters
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_input = self.scheduler.scale_model_input(latents, t)
+            noise_pred = self.unet(model_input, t, encoder_hidden_states=tokens).sample
+            variance_noise = None
+            if share_step_noise:
+                variance_noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)[noise_index]
+            latents = self.scheduler.step(noise_pred, t, latents, **self._step_kwargs(eta, generator, variance_noise)).prev_sample
+        return latents
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (or pixels in pixel space) -> images `(B, C, H, W)` in [-1, 1]."""
+        if self.vae is None:
+            return latents.clamp(-1, 1)
+        latents = latents / self.vae.config.scaling_factor
+        return self.vae.decode(latents.to(self.vae.dtype)).sample.clamp(-1, 1)
+
+    def _postprocess(self, images: torch.Tensor, output_type: str):
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        return self.image_processor.postprocess(images.float(), output_type=output_type)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        images: Optional[ImageInput] = None,
+        concepts: Optional[torch.Tensor] = None,
+        tokens: Optional[torch.Tensor] = None,
+        num_inference_steps: int = 50,
+        eta: float = 0.0,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        latents: Optional[torch.Tensor] = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        """Reconstruct `images`, or decode given (possibly edited) `concepts` or `tokens`. Give exactly one.
+
+        Args:
+            images: PIL images, numpy (H, W, C) in [0, 1] or tensors (B, C, H, W) in [-1, 1].
+            concepts: `(B, N)`, e.g. `pipe.encode(images)` with some entries changed.
+            tokens: `(B, N, d)`, e.g. in "vector" token mode.
+            num_inference_steps: denoising steps of the scheduler.
+            eta: DDIM's eta (0 = deterministic sampling).
+            generator: for the starting noise; the same generator state gives the same output.
+            latents: starting noise `(B, C, h, w)` instead of drawing it.
+            output_type: "pil", "np" or "pt".
+
+        Example:
+            >>> out = pipe(images=images, num_inference_steps=20, generator=torch.Generator().manual_seed(0))
+            >>> out.images[0].save("reconstruction.png")
+        """
+        given = [name for name, value in (("images", images), ("concepts", concepts), ("tokens", tokens)) if value is not None]
+        if len(given) != 1:
+            raise ValueError(f"pass exactly one of images, concepts or tokens; got {given or 'none'}")
+        if images is not None:
+            concepts, tokens = self.encode(images, return_tokens=True)
+        elif concepts is not None:
+            tokens = self.concepts_to_tokens(concepts)
+        tokens = self._check_tokens(tokens)
+        noise_index = torch.arange(tokens.shape[0], device=tokens.device)
+        decoded = self.decode_latents(self._denoise(tokens, noise_index, num_inference_steps, eta, generator, latents))
+        result = self._postprocess(decoded, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (result, concepts)
+        return ConceptDiffusionPipelineOutput(images=result, concepts=concepts)
+
+    # ------------------------------------------------------------------ editing
+
+    def _edit(self, tokens, noise_index, rows, columns, inputs, header, num_inference_steps, eta, generator, output_type):
+        decoded = self.decode_latents(self._denoise(tokens, noise_index, num_inference_steps, eta, generator, None))
+        tiles = self._postprocess(decoded, "pil")
+        input_tiles = self._postprocess(inputs, "pil")
+        grid_tiles = []
+        if header is not None:
+            grid_tiles += [PIL.Image.new(tiles[0].mode, tiles[0].size, color=0)] + self._postprocess(header, "pil")
+        for row in range(rows):
+            grid_tiles += [input_tiles[row]] + tiles[row * columns : (row + 1) * columns]
+        grid = make_image_grid(grid_tiles, rows=rows + (header is not None), cols=columns + 1)
+        if output_type == "pil":
+            images = [tiles[row * columns : (row + 1) * columns] for row in range(rows)]
+        else:
+            flat = self._postprocess(decoded, output_type)
+            images = flat.reshape(rows, columns, *flat.shape[1:])
+        return images, grid
+
+    @torch.no_grad()
+    def swap(
+        self,
+        images: ImageInput,
+        reference_images: ImageInput,
+        concept_indices: Union[int, Sequence[int]],
+        pairwise: bool = False,
+        num_inference_steps: int = 50,
+        eta: float = 0.0,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        output_type: str = "pil",
+    ) -> ConceptEditOutput:
+        """Copy the chosen concepts of each reference into each image and decode.
+
+        The result is a grid: row i is image i, column j holds image i with the concepts
+        `concept_indices` of reference j. With `pairwise=True`, image i only receives reference i's
+        concepts (one column; both batches must have the same length). Each row starts from the
+        same noise, so the swapped concepts are the only difference within a row.
+
+        Example:
+            >>> out = pipe.swap(images[:4], images[4:8], concept_indices=[2])
+            >>> out.grid.save("swap.png")      # first row: references, first column: inputs
+        """
+        indices = self._check_concept_indices(concept_indices)
+        sources = self.preprocess(images, "images")
+        references = self.preprocess(reference_images, "reference_images")
+        source_out, reference_out = self.concept_encoder(sources), self.concept_encoder(references)
+        num_sources, num_references = sources.shape[0], references.shape[0]
+        index = torch.tensor(indices, device=sources.device)
+        if pairwise:
+            if num_sources != num_references:
+                raise ValueError(
+                    f"pairwise swap needs as many reference_images as images, got {num_references} and {num_sources}: "
+                    "pass batches of the same length, or pairwise=False for every image with every reference"
+                )
+            tokens = source_out.tokens.clone()
+            tokens[:, index] = reference_out.tokens[:, index]
+            concepts = source_out.concepts.clone()
+            concepts[:, index] = reference_out.concepts[:, index]
+            columns, header = 1, None
+        else:
+            # Swapping token k is swapping concept k: token k depends on concept k alone.
+            tokens = source_out.tokens[:, None].repeat(1, num_references, 1, 1)
+            tokens[:, :, index] = reference_out.tokens[None, :, index]
+            concepts = source_out.concepts[:, None].repeat(1, num_references, 1)
+            concepts[:, :, index] = reference_out.concepts[None, :, index]
+            columns, header = num_references, references
+        noise_index = torch.arange(num_sources, device=sources.device).repeat_interleave(columns)
+        tokens = self._check_tokens(tokens.reshape(-1, *tokens.shape[-2:]))
+        edited, grid = self._edit(tokens, noise_index, num_sources, columns, sources, header, num_inference_steps, eta, generator, output_type)
+        self.maybe_free_model_hooks()
+        return ConceptEditOutput(images=edited, grid=grid, concepts=concepts.reshape(num_sources, columns, -1))
+
+    @torch.no_grad()
+    def traverse(
+        self,
+        images: ImageInput,
+        concept_index: Union[int, Sequence[int]],
+        values: Optional[Union[Sequence[float], torch.Tensor]] = None,
+        num_inference_steps: int = 50,
+        eta: float = 0.0,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        output_type: str = "pil",
+    ) -> ConceptEditOutput:
+        """Sweep one concept (or each of several) through `values` and decode.
+
+        The grid has one row per (image, concept) pair, image-major, and one column per value. Without
+        `values`, each concept sweeps 8 values over its mean +- 2 standard deviations in this batch
+        (which needs at least two images).
+
+        Example:
+            >>> out = pipe.traverse(image, concept_index=3, values=torch.linspace(-2, 2, 8))
+            >>> out.grid.save("traversal.png")
+        """
+        indices = self._check_concept_indices(concept_index)
+        inputs = self.preprocess(images, "images")
+        concepts = self.concept_encoder(inputs).concepts
+        num_images = concepts.shape[0]
+        if values is None:
+            if num_images < 2:
+                raise ValueError("traverse needs values=... with a single image (the default range comes from the batch)")
+            mean, std = concepts[:, indices].mean(0), concepts[:, indices].std(0)
+            steps = torch.linspace(-2, 2, 8, device=concepts.device)
+            sweeps = mean[:, None] + std[:, None] * steps[None]  # (K, V)
+        else:
+            sweep = torch.as_tensor(values, dtype=concepts.dtype, device=concepts.device).flatten()
+            if sweep.numel() == 0 or not torch.isfinite(sweep).all():
+                raise ValueError("values must be a non-empty sequence of finite numbers, e.g. torch.linspace(-2, 2, 8)")
+            sweeps = sweep[None].repeat(len(indices), 1)
+        num_values = sweeps.shape[1]
+        edited = concepts[:, None, None].repeat(1, len(indices), num_values, 1)  # (B, K, V, N)
+        for k, index in enumerate(indices):
+            edited[:, k, :, index] = sweeps[k]
+        rows = num_images * len(indices)
+        edited = edited.reshape(rows, num_values, -1)
+        tokens = self._check_tokens(self.concepts_to_tokens(edited.reshape(rows * num_values, -1)))
+        noise_index = torch.arange(num_images, device=inputs.device).repeat_interleave(len(indices) * num_values)
+        row_inputs = inputs.repeat_interleave(len(indices), dim=0)
+        # The same noise for every row of one image: draw per image, then repeat per concept.
+        images_out, grid = self._edit(tokens, noise_index, rows, num_values, row_inputs, None, num_inference_steps, eta, generator, output_type)
+        self.maybe_free_model_hooks()
+        return ConceptEditOutput(images=images_out, grid=grid, concepts=edited)
+
+    # ------------------------------------------------------------------ saving and loading
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], safe_serialization: bool = True, **kwargs):
+        """Save in the Hub-portable layout: diffusers folders with safetensors weights, plus this
+        module as `pipeline.py` and the encoder's module beside its weights.
+
+        The folder loads with `ConceptDiffusionPipeline.from_pretrained(folder)` (the package's own
+        classes) and, without the package, with
+        `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`. The save is atomic: the
+        folder is written beside the target and renamed into place.
+        """
+        if not safe_serialization:
+            raise ValueError("ConceptDiffusionPipeline saves safetensors only: drop safe_serialization=False")
+        if kwargs.pop("push_to_hub", False):
+            raise ValueError("use pipe.push_to_hub(repo_id) to upload: it adds the model card")
+        save_directory = os.path.abspath(os.fspath(save_directory))
+        parent = os.path.dirname(save_directory)
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".saving-", dir=parent)
+        try:
+            super().save_pretrained(staging, safe_serialization=True, **kwargs)
+            shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(staging, PIPELINE_FILE))
+            index_path = os.path.join(staging, "model_index.json")
+            with open(index_path) as file:
+                index = json.load(file)
+            index["_class_name"] = ["pipeline", type(self).__name__]
+            index["concept_encoder"] = ["concept_encoder", type(self.concept_encoder).__name__]
+            with open(index_path, "w") as file:
+                json.dump(index, file, indent=2, sort_keys=True)
+                file.write("\n")
+            _replace_directory(staging, save_directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs):
+        """Load from a local folder or a Hub repo id, always with the package's own classes.
+
+        The folder's `pipeline.py` and `concept_encoder.py` are never executed; only safetensors
+        weights are read. Components passed as keyword arguments replace the saved ones (e.g.
+        `scheduler=DDPMScheduler.from_config(...)`). Hub options: `revision`, `token`, `cache_dir`,
+        `local_files_only`; `torch_dtype` sets the models' dtype.
+
+        Without concept-diffusion installed (running as a repo's remote code), this falls back to
+        diffusers' own loading.
+        """
+        try:
+            encoder_module = importlib.import_module("concept_diffusion.models.concept_encoder")
+        except ImportError:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        hub_kwargs = {key: kwargs.pop(key) for key in ("revision", "token", "cache_dir", "local_files_only") if key in kwargs}
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        components = {name: kwargs.pop(name) for name in (*REQUIRED_COMPONENTS, "vae") if name in kwargs}
+        if kwargs:
+            raise ValueError(f"unexpected arguments to from_pretrained: {sorted(kwargs)}")
+        folder = _resolve_folder(os.fspath(pretrained_model_name_or_path), hub_kwargs)
+        index = _read_model_index(folder)
+
+        import diffusers
+
+        model_kwargs = {"use_safetensors": True}
+        if torch_dtype is not None:
+            model_kwargs["torch_dtype"] = torch_dtype
+        for name, entry in index.items():
+            if name.startswith("_") or name in components:
+                continue
+            class_name = entry[1] if isinstance(entry, (list, tuple)) else None
+            if class_name is None:
+                components[name] = None
+                continue
+            subfolder = os.path.join(folder, name)
+            if not os.path.isdir(subfolder):
+                raise FileNotFoundError(
+                    f"{folder} lists the component {name!r} in model_index.json but has no {name}/ folder: "
+                    "the pipeline was saved incompletely; save it again with pipe.save_pretrained(folder)"
+                )
+            if name == "concept_encoder":
+                component_class = encoder_module.ConceptEncoder
+            elif name == "scheduler":
+                component_class = getattr(diffusers, class_name, None)
+                if component_class is None or not issubclass(component_class, diffusers.SchedulerMixin):
+                    raise ValueError(f"{folder}: scheduler class {class_name!r} is not a diffusers scheduler")
+                components[name] = component_class.from_pretrained(subfolder)
+                continue
+            elif name == "unet" and class_name == "UNet2DConditionModel":
+                component_class = diffusers.UNet2DConditionModel
+            elif name == "vae" and class_name in VAE_CLASSES:
+                component_class = getattr(diffusers, class_name)
+            else:
+                raise ValueError(f"{folder}: component {name!r} has class {class_name!r}, which a ConceptDiffusionPipeline cannot use")
+            _check_safetensors(subfolder, name)
+            components[name] = component_class.from_pretrained(subfolder, **model_kwargs)
+        return cls(**components)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload the portable layout, the weights and a model card in one commit; see `concept_diffusion.hub`."""
+        try:  # a string import: diffusers scans remote code for `import` lines and would warn
+            hub = importlib.import_module("concept_diffusion.hub")
+        except ImportError:  # running as a Hub repo's remote code, without the package
+            return super().push_to_hub(repo_id, **kwargs)
+        return hub.push_pipeline_to_hub(self, repo_id, **kwargs)
+
+
+def _replace_directory(source: str, target: str) -> None:
+    """Move the finished folder `source` to `target`, replacing a previous save only once the new one is whole."""
+    if not os.path.exists(target):
+        os.replace(source, target)
+        return
+    if not os.path.isdir(target):
+        raise FileExistsError(f"{target} exists and is not a folder: choose another save_directory")
+    backup = tempfile.mkdtemp(prefix=".replaced-", dir=os.path.dirname(target))
+    os.rmdir(backup)
+    os.replace(target, backup)
+    os.replace(source, target)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _resolve_folder(path: str, hub_kwargs: dict) -> str:
+    expanded = os.path.expanduser(path)
+    if os.path.isdir(expanded):
+        return expanded
+    if not REPO_ID_PATTERN.fullmatch(path):
+        raise FileNotFoundError(
+            f"{path} is not a folder, and not a Hub repo id of the form 'user/name': pass the folder written by "
+            "save_pretrained, or a repo id"
+        )
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(path, allow_patterns=HUB_ALLOW_PATTERNS, **hub_kwargs)
+
+
+def _read_model_index(folder: str) -> dict:
+    index_path = os.path.join(folder, "model_index.json")
+    if not os.path.isfile(index_path):
+        raise FileNotFoundError(
+            f"{folder} is not a diffusers pipeline: it has no model_index.json. Pass the folder written by "
+            "ConceptDiffusionPipeline.save_pretrained (or build one with concept_diffusion.build_pipeline)"
+        )
+    with open(index_path) as file:
+        index = json.load(file)
+    class_name = index.get("_class_name")
+    if isinstance(class_name, (list, tuple)):
+        class_name = class_name[-1]
+    if class_name != "ConceptDiffusionPipeline":
+        raise ValueError(
+            f"{folder} holds a {class_name!r} pipeline, not a ConceptDiffusionPipeline: load it with "
+            "diffusers.DiffusionPipeline.from_pretrained instead"
+        )
+    missing = [name for name in REQUIRED_COMPONENTS if not isinstance(index.get(name), (list, tuple)) or index[name][1] is None]
+    if missing:
+        raise ValueError(f"{folder}/model_index.json lacks the component(s) {missing}: a ConceptDiffusionPipeline needs {list(REQUIRED_COMPONENTS)}")
+    return index
+
+
+def _check_safetensors(subfolder: str, name: str) -> None:
+    files = os.listdir(subfolder)
+    if any(file.endswith(".safetensors") for file in files):
+        return
+    pickled = [file for file in files if file.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+    if pickled:
+        raise ValueError(
+            f"{subfolder} has only pickled weights ({', '.join(sorted(pickled))}); concept-diffusion loads safetensors "
+            f"only, because unpickling runs arbitrary code. Convert the {name} weights to safetensors "
+            "(load them yourself from a source you trust, then save_pretrained)"
+        )
+    raise FileNotFoundError(f"{subfolder} has no weights for the {name}: expected a .safetensors file")

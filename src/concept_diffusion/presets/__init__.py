@@ -1,0 +1,82 @@
+"""Architecture presets: diffusers folders without weights (model_index.json + each component's config).
+
+They live in `configs/` beside this file; the repository's top-level `pipelines/` points there.
+
+- `tiny`: for tests; 32x32 RGB, a tiny VQ first stage, 4 concepts. A 2-step reconstruction takes milliseconds.
+- `cpu`: small and fast enough to train on 2 CPU cores; 32x32 RGB in pixel space, 10 concepts.
+- `shapes3d`, `mpi3d`, `cars3d`: the released EncDiff code's sizes; 64x64 RGB, VQ 16x16x3 latents,
+  UNet with model_channels 64 and channel_mult (1, 2, 4, 4), 20 concepts of width 16.
+"""
+
+import json
+import os
+from importlib import resources
+from typing import List, Optional, Union
+
+import torch
+
+CONFIGS = resources.files(__name__) / "configs"
+
+
+def list_presets() -> List[str]:
+    """Names of the packaged presets, e.g. `["cars3d", "cpu", "mpi3d", "shapes3d", "tiny"]`."""
+    return sorted(entry.name for entry in CONFIGS.iterdir() if (entry / "model_index.json").is_file())
+
+
+def preset_folder(name_or_folder: Union[str, os.PathLike]) -> str:
+    """The folder of a preset name, or `name_or_folder` itself when it is a folder."""
+    path = os.fspath(name_or_folder)
+    if path in list_presets():
+        return str(CONFIGS / path)
+    if os.path.isdir(path):
+        return path
+    raise ValueError(f"unknown preset {path!r}: use one of {list_presets()} or a folder with model_index.json")
+
+
+def build_pipeline(name_or_folder: Union[str, os.PathLike] = "tiny", seed: Optional[int] = 0):
+    """Build an untrained `ConceptDiffusionPipeline` from a preset name or a diffusers folder of configs.
+
+    Weights are initialised under `torch.manual_seed(seed)` (without touching the global RNG), so
+    the same seed builds the same pipeline. The models are returned in eval mode.
+
+    Example:
+        >>> pipe = build_pipeline("tiny")
+        >>> out = pipe(images=np.random.rand(2, 32, 32, 3), num_inference_steps=2, output_type="np")
+    """
+    import diffusers
+
+    from concept_diffusion.models import ConceptEncoder
+    from concept_diffusion.pipelines import ConceptDiffusionPipeline
+    from concept_diffusion.pipelines.pipeline_concept_diffusion import VAE_CLASSES, _read_model_index
+
+    folder = preset_folder(name_or_folder)
+    index = _read_model_index(folder)
+    components = {}
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for name, entry in sorted(index.items()):
+            if name.startswith("_"):
+                continue
+            class_name = entry[1]
+            if class_name is None:
+                components[name] = None
+                continue
+            config_path = os.path.join(folder, name, "scheduler_config.json" if name == "scheduler" else "config.json")
+            if not os.path.isfile(config_path):
+                raise FileNotFoundError(f"{folder}: component {name!r} has no config at {config_path}")
+            with open(config_path) as file:
+                config = json.load(file)
+            if name == "concept_encoder":
+                component_class = ConceptEncoder
+            elif name == "vae" and class_name not in VAE_CLASSES:
+                raise ValueError(f"{config_path}: vae class {class_name!r} is not one of {VAE_CLASSES}")
+            else:
+                component_class = getattr(diffusers, class_name, None)
+                if component_class is None:
+                    raise ValueError(f"{config_path}: {class_name!r} is not a diffusers class")
+            component = component_class.from_config(config)
+            if isinstance(component, torch.nn.Module):
+                component.eval()
+            components[name] = component
+    return ConceptDiffusionPipeline(**components)

@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from concept_diffusion import ConceptEncoder
+
+
+@pytest.mark.parametrize("sample_size", [32, 64, 128])
+def test_shapes_for_each_supported_size(sample_size):
+    encoder = ConceptEncoder(sample_size=sample_size, num_concepts=5, token_dim=6, width=8).eval()
+    out = encoder(torch.zeros(3, 3, sample_size, sample_size))
+    assert out.concepts.shape == (3, 5)
+    assert out.tokens.shape == (3, 5, 6)
+
+
+def test_token_k_depends_only_on_concept_k():
+    """The paper's scalar tokens: each concept has its own MLP, so editing concept k moves token k only."""
+    torch.manual_seed(0)
+    encoder = ConceptEncoder(sample_size=32, num_concepts=4, token_dim=3, width=8)
+    concepts = torch.randn(2, 4)
+    edited = concepts.clone()
+    edited[:, 2] += 1.5
+    before, after = encoder.concepts_to_tokens(concepts), encoder.concepts_to_tokens(edited)
+    changed = (before - after).abs().amax(dim=(0, 2)) > 0
+    assert changed.tolist() == [False, False, True, False]
+
+
+def test_batched_mlps_equal_one_loop_per_concept():
+    torch.manual_seed(0)
+    encoder = ConceptEncoder(sample_size=32, num_concepts=3, token_dim=4, width=8)
+    mlps = encoder.token_mlps
+    concepts = torch.randn(5, 3)
+    for k in range(3):
+        hidden = concepts[:, k : k + 1]
+        for layer in range(3):
+            hidden = hidden @ mlps.weights[layer][k] + mlps.biases[layer][k]
+            if layer < 2:
+                hidden = torch.nn.functional.elu(hidden)
+        torch.testing.assert_close(encoder.concepts_to_tokens(concepts)[:, k], hidden)
+
+
+def test_forward_tokens_match_concepts_to_tokens():
+    encoder = ConceptEncoder(sample_size=32, num_concepts=4, token_dim=3, width=8).eval()
+    out = encoder(torch.rand(2, 3, 32, 32) * 2 - 1)
+    torch.testing.assert_close(out.tokens, encoder.concepts_to_tokens(out.concepts))
+
+
+def test_vector_mode_gives_tokens_and_their_mean_as_concepts():
+    encoder = ConceptEncoder(sample_size=32, num_concepts=4, token_dim=3, width=8, token_mode="vector").eval()
+    out = encoder(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert out.tokens.shape == (2, 4, 3)
+    torch.testing.assert_close(out.concepts, out.tokens.mean(-1))
+    with pytest.raises(ValueError, match="token_mode='scalar'"):
+        encoder.concepts_to_tokens(out.concepts)
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (torch.zeros(1, 1, 32, 32), "3 channels, got 1.*convert"),
+        (torch.zeros(1, 3, 64, 64), "32x32.*got 64x64.*resize"),
+        (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
+        (torch.zeros(3, 32, 32), "batch, channels, height, width"),
+    ],
+)
+def test_bad_images_raise_clear_errors(images, message):
+    encoder = ConceptEncoder(sample_size=32, num_concepts=2, token_dim=2, width=8)
+    with pytest.raises(ValueError, match=message):
+        encoder(images)
+
+
+def test_bad_config_and_concepts():
+    with pytest.raises(ValueError, match="token_mode"):
+        ConceptEncoder(token_mode="matrix")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        ConceptEncoder(sample_size=40)
+    encoder = ConceptEncoder(sample_size=32, num_concepts=4, token_dim=3, width=8)
+    with pytest.raises(ValueError, match=r"\(batch, 4\)"):
+        encoder.concepts_to_tokens(torch.zeros(2, 5))
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    encoder = ConceptEncoder(sample_size=32, num_concepts=4, token_dim=3, width=8).eval()
+    encoder.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    assert (tmp_path / "concept_encoder.py").is_file()
+    loaded = ConceptEncoder.from_pretrained(tmp_path)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(loaded(images).tokens, encoder(images).tokens, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="safetensors only"):
+        encoder.save_pretrained(tmp_path / "pickled", safe_serialization=False)

@@ -1,0 +1,190 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+
+from concept_diffusion import ConceptDiffusionPipeline, build_pipeline
+
+# Runs Python with `concept_diffusion` made unimportable, as for a user without the package.
+WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import sys
+
+    class BlockConceptDiffusion:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "concept_diffusion":
+                raise ImportError("concept_diffusion is not installed here")
+
+    sys.meta_path.insert(0, BlockConceptDiffusion())
+    """
+)
+
+
+def reconstruct(pipe, images):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(images=images, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").images
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.RandomState(0).rand(2, 32, 32, 3).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, images):
+    folder = tmp_path_factory.mktemp("saved") / "tiny-pipeline"
+    pipe = build_pipeline("tiny", seed=1)
+    pipe.save_pretrained(folder)
+    return folder, reconstruct(pipe, images)
+
+
+def files_of(folder):
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+def test_portable_layout(saved):
+    folder, _ = saved
+    assert files_of(folder) == [
+        "concept_encoder/concept_encoder.py",
+        "concept_encoder/config.json",
+        "concept_encoder/diffusion_pytorch_model.safetensors",
+        "model_index.json",
+        "pipeline.py",
+        "scheduler/scheduler_config.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline", "ConceptDiffusionPipeline"]
+    assert index["concept_encoder"] == ["concept_encoder", "ConceptEncoder"]
+    assert index["unet"] == ["diffusers", "UNet2DConditionModel"]
+    import concept_diffusion.pipelines.pipeline_concept_diffusion as pipeline_module
+
+    with open(pipeline_module.__file__) as source:
+        assert (folder / "pipeline.py").read_text() == source.read()
+
+
+def test_package_load_never_runs_folder_code(saved, images, tmp_path):
+    folder, expected = saved
+    poisoned = tmp_path / "poisoned"
+    import shutil
+
+    shutil.copytree(folder, poisoned)
+    (poisoned / "pipeline.py").write_text("raise RuntimeError('repo code ran')\n")
+    (poisoned / "concept_encoder" / "concept_encoder.py").write_text("raise RuntimeError('repo code ran')\n")
+    loaded = ConceptDiffusionPipeline.from_pretrained(poisoned)
+    assert type(loaded) is ConceptDiffusionPipeline
+    np.testing.assert_array_equal(reconstruct(loaded, images), expected)
+
+
+def test_remote_code_load_without_package_and_resave(saved, images, tmp_path):
+    folder, expected = saved
+    np.save(tmp_path / "images.npy", images)
+    script = WITHOUT_PACKAGE + textwrap.dedent(
+        f"""
+        import numpy as np, torch
+        from diffusers import DiffusionPipeline
+        try:
+            import concept_diffusion
+            raise SystemExit("concept_diffusion should not be importable here")
+        except ImportError:
+            pass
+        pipe = DiffusionPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        pipe.set_progress_bar_config(disable=True)
+        images = np.load({str(tmp_path / "images.npy")!r})
+        out = pipe(images=images, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+        np.save({str(tmp_path / "remote.npy")!r}, out.images)
+        pipe.save_pretrained({str(tmp_path / "resaved")!r})
+        print(type(pipe).__module__)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "diffusers_modules" in result.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "remote.npy"), expected)
+    resaved = tmp_path / "resaved"
+    assert files_of(resaved) == files_of(folder)
+    index = json.loads((resaved / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline", "ConceptDiffusionPipeline"]
+    assert index["concept_encoder"] == ["concept_encoder", "ConceptEncoder"]
+    assert (resaved / "pipeline.py").read_text() == (folder / "pipeline.py").read_text()
+    reloaded = ConceptDiffusionPipeline.from_pretrained(resaved)
+    np.testing.assert_array_equal(reconstruct(reloaded, images), expected)
+
+
+def test_plain_diffusers_needs_trust_remote_code(saved):
+    folder, _ = saved
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        DiffusionPipeline.from_pretrained(folder)
+
+
+def test_save_replaces_previous_save_only_when_complete(saved, tmp_path, monkeypatch, images):
+    folder = tmp_path / "pipe"
+    first = build_pipeline("tiny", seed=1)
+    first.save_pretrained(folder)
+    second = build_pipeline("tiny", seed=2)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(DiffusionPipeline, "save_pretrained", fail)
+    with pytest.raises(OSError, match="disk full"):
+        second.save_pretrained(folder)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no staging folder left behind
+    np.testing.assert_array_equal(reconstruct(ConceptDiffusionPipeline.from_pretrained(folder), images), saved[1])
+    second.save_pretrained(folder)
+    assert not np.array_equal(reconstruct(ConceptDiffusionPipeline.from_pretrained(folder), images), saved[1])
+
+
+def test_components_can_be_replaced_and_dtype_set(saved):
+    from diffusers import DDPMScheduler
+
+    folder, _ = saved
+    scheduler = DDPMScheduler(num_train_timesteps=10)
+    loaded = ConceptDiffusionPipeline.from_pretrained(folder, scheduler=scheduler, torch_dtype=torch.float64)
+    assert loaded.scheduler is scheduler
+    assert loaded.unet.dtype == torch.float64
+    with pytest.raises(ValueError, match="unexpected arguments.*bogus"):
+        ConceptDiffusionPipeline.from_pretrained(folder, bogus=1)
+
+
+def test_bad_folders(saved, tmp_path):
+    import shutil
+
+    folder, _ = saved
+    with pytest.raises(FileNotFoundError, match="no model_index.json"):
+        ConceptDiffusionPipeline.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        ConceptDiffusionPipeline.from_pretrained(tmp_path / "missing" / "deeper")
+
+    missing_unet = tmp_path / "missing_unet"
+    shutil.copytree(folder, missing_unet)
+    shutil.rmtree(missing_unet / "unet")
+    with pytest.raises(FileNotFoundError, match="no unet/ folder"):
+        ConceptDiffusionPipeline.from_pretrained(missing_unet)
+
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    index = json.loads((other / "model_index.json").read_text())
+    index["_class_name"] = "StableDiffusionPipeline"
+    (other / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="not a ConceptDiffusionPipeline"):
+        ConceptDiffusionPipeline.from_pretrained(other)
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(folder, pickled)
+    weights = pickled / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.rename(weights.with_suffix(".bin"))
+    with pytest.raises(ValueError, match="only pickled weights.*safetensors"):
+        ConceptDiffusionPipeline.from_pretrained(pickled)
+
+    with pytest.raises(ValueError, match="safetensors only"):
+        build_pipeline("tiny").save_pretrained(tmp_path / "x", safe_serialization=False)
