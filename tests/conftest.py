@@ -42,3 +42,44 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """The local Hub-compatible server (tests/hub_server.py) on HUB_ENDPOINT, with fresh storage.
+
+    Yields the `HubServer`: `.endpoint`, `.token`, `.user`, `.root` (storage folder), `.requests`,
+    `.fail_next(route, mode)`, `.fail_next_upload()`, `.stop()` / `.start()`. A test that stops
+    the server or leaves a failure armed gets it restarted and cleared afterwards.
+    """
+    from hub_server import HubServer
+
+    # datasets asks the dataset viewer (another host) for parquet exports of Hub datasets; the
+    # test Hub has none, and no test may try to reach another host.
+    import datasets.config
+
+    datasets.config.USE_PARQUET_EXPORT = False
+
+    server = HubServer(root=tmp_path_factory.mktemp("hub"), port=HUB_PORT, token=HUB_TOKEN).start()
+    assert server.endpoint == HUB_ENDPOINT
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _restore_hub_server(request):
+    yield
+    if "hub_server" in request.fixturenames:
+        server = request.getfixturevalue("hub_server")
+        server.clear_failures()
+        server.start()
+
+
+@pytest.fixture
+def hub_repo_id(request, hub_server):
+    """A repo id that no other test uses: `<user>/<test name>-<random>`."""
+    import re
+    import secrets
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:60].strip("-.")
+    return f"{hub_server.user}/{name}-{secrets.token_hex(3)}"

@@ -1,0 +1,61 @@
+"""`concept-diffusion push FOLDER REPO_ID` and `concept-diffusion pull REPO_ID --out FOLDER`."""
+
+import sys
+
+
+def register(subparsers) -> None:
+    push = subparsers.add_parser(
+        "push",
+        help="upload a saved pipeline folder with its model card to the Hugging Face Hub",
+        description=(
+            "Upload a folder written by ConceptDiffusionPipeline.save_pretrained to the Hub in one commit. "
+            "Its README.md is the card; without one, a card is rendered from the pipeline. The token comes "
+            "from `hf auth login` or HF_TOKEN."
+        ),
+    )
+    push.add_argument("folder", help="folder written by pipe.save_pretrained(folder)")
+    push.add_argument("repo_id", help="Hub repo id, 'user/name' (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", default=None, help="branch to commit to (created if missing; default main)")
+    push.add_argument("--commit-message", default=None, help="commit message")
+    push.set_defaults(func=run_push)
+
+    pull = subparsers.add_parser(
+        "pull",
+        help="download a concept-diffusion pipeline from the Hub into a folder",
+        description=(
+            "Check that REPO_ID holds a ConceptDiffusionPipeline with safetensors weights, then download it. "
+            "The folder loads with ConceptDiffusionPipeline.from_pretrained(folder)."
+        ),
+    )
+    pull.add_argument("repo_id", help="Hub repo id, 'user/name'")
+    pull.add_argument("--out", required=True, help="folder to download into (created if missing)")
+    pull.add_argument("--revision", default=None, help="branch, tag or commit sha (default main)")
+    pull.set_defaults(func=run_pull)
+
+
+def run_push(args) -> int:
+    from concept_diffusion.hub import HubError, push_folder_to_hub
+
+    try:
+        url = push_folder_to_hub(
+            args.folder, args.repo_id, commit_message=args.commit_message,
+            private=True if args.private else None, revision=args.revision,
+        )
+    except HubError as error:
+        print(f"concept-diffusion push: error: {error}", file=sys.stderr)
+        return 1
+    print(f"pushed {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
+def run_pull(args) -> int:
+    from concept_diffusion.hub import HubError, pull_pipeline
+
+    try:
+        folder = pull_pipeline(args.repo_id, args.out, revision=args.revision)
+    except HubError as error:
+        print(f"concept-diffusion pull: error: {error}", file=sys.stderr)
+        return 1
+    print(f"pulled {args.repo_id} into {folder}")
+    return 0

@@ -1,0 +1,162 @@
+"""Finding a source by name, file, folder or Hub repo id, and what is known about each source."""
+
+import re
+import zipfile
+from pathlib import Path
+
+from concept_diffusion.data.cars3d import Cars3D
+from concept_diffusion.data.dsprites import DSprites
+from concept_diffusion.data.dsprites_procedural import DSpritesProcedural
+from concept_diffusion.data.ground_truth import GroundTruthData
+from concept_diffusion.data.mpi3d import MPI3D
+from concept_diffusion.data.shapes3d import Shapes3D
+from concept_diffusion.data.shapes3d_procedural import Shapes3DProcedural
+from concept_diffusion.data.smallnorb import SmallNORB
+
+PROCEDURAL = {
+    "shapes3d-procedural": (Shapes3DProcedural, "Shapes3D's room scene and 6 factors (480,000 images), ray-cast on demand, RGB"),
+    "dsprites-procedural": (DSpritesProcedural, "dSprites' white shapes on black and 5 factors (737,280 images), rendered on demand"),
+}
+OFFICIAL_FILES = {
+    "3dshapes.h5": "Shapes3D (DeepMind), HDF5 with 'images' and 'labels'",
+    "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz": "dSprites (DeepMind), .npz with 'imgs', 'latents_classes', 'latents_values'",
+    "mpi3d_{toy,realistic,real}.npz": "MPI3D, .npz with 'images' (1036800, 64, 64, 3)",
+    "FOLDER/car_XXX_mesh.mat": "Cars3D (Reed et al.), a folder of 183 .mat files with 'im'",
+    "FOLDER/smallnorb-*-{dat,cat,info}.mat": "SmallNORB, a folder with the six NORB binary files",
+    "FOLDER or user/name": "a datasets folder (save_to_disk) or Hub dataset repo written by to_hf_dataset",
+}
+
+# What a dataset card says about where the images come from.
+CARD_INFO = {
+    Shapes3DProcedural: dict(
+        source="Rendered procedurally by concept-diffusion (a ray-cast re-creation of DeepMind's 3dshapes scene and factor grid).",
+        license="apache-2.0",
+        citation="@misc{3dshapes18,\n  title={3D Shapes Dataset},\n  author={Burgess, Chris and Kim, Hyunjik},\n  howpublished={https://github.com/deepmind/3dshapes-dataset/},\n  year={2018}\n}",
+    ),
+    DSpritesProcedural: dict(
+        source="Rendered procedurally by concept-diffusion (a re-creation of DeepMind's dSprites factor grid).",
+        license="apache-2.0",
+        citation="@misc{dsprites17,\n  author={Matthey, Loic and Higgins, Irina and Hassabis, Demis and Lerchner, Alexander},\n  title={dSprites: Disentanglement testing Sprites dataset},\n  howpublished={https://github.com/deepmind/dsprites-dataset/},\n  year={2017}\n}",
+    ),
+    Shapes3D: dict(
+        source="DeepMind's 3dshapes.h5 (https://github.com/deepmind/3dshapes-dataset), converted by concept-diffusion.",
+        license="apache-2.0",
+        citation="@misc{3dshapes18,\n  title={3D Shapes Dataset},\n  author={Burgess, Chris and Kim, Hyunjik},\n  howpublished={https://github.com/deepmind/3dshapes-dataset/},\n  year={2018}\n}",
+    ),
+    DSprites: dict(
+        source="DeepMind's dSprites .npz (https://github.com/deepmind/dsprites-dataset), converted by concept-diffusion.",
+        license="apache-2.0",
+        citation="@misc{dsprites17,\n  author={Matthey, Loic and Higgins, Irina and Hassabis, Demis and Lerchner, Alexander},\n  title={dSprites: Disentanglement testing Sprites dataset},\n  howpublished={https://github.com/deepmind/dsprites-dataset/},\n  year={2017}\n}",
+    ),
+    MPI3D: dict(
+        source="MPI3D (https://github.com/rr-learning/disentanglement_dataset), converted by concept-diffusion.",
+        license="cc-by-4.0",
+        citation="@inproceedings{gondal2019transfer,\n  title={On the Transfer of Inductive Bias from Simulation to the Real World: a New Disentanglement Dataset},\n  author={Gondal, Muhammad Waleed and Wuthrich, Manuel and Miladinovic, Djordje and Locatello, Francesco and Breidt, Martin and Volchkov, Valentin and Akpo, Joel and Bachem, Olivier and Sch{\\\"o}lkopf, Bernhard and Bauer, Stefan},\n  booktitle={NeurIPS},\n  year={2019}\n}",
+    ),
+    Cars3D: dict(
+        source="Cars3D from 'Deep Visual Analogy-Making' (http://www.scottreed.info/), resized and converted by concept-diffusion.",
+        license="other",
+        citation="@inproceedings{reed2015deep,\n  title={Deep Visual Analogy-Making},\n  author={Reed, Scott E and Zhang, Yi and Zhang, Yuting and Lee, Honglak},\n  booktitle={NeurIPS},\n  year={2015}\n}",
+    ),
+    SmallNORB: dict(
+        source="SmallNORB (https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/), left camera, resized and converted by concept-diffusion.",
+        license="other",
+        citation="@inproceedings{lecun2004learning,\n  title={Learning Methods for Generic Object Recognition with Invariance to Pose and Lighting},\n  author={LeCun, Yann and Huang, Fu Jie and Bottou, Leon},\n  booktitle={CVPR},\n  year={2004}\n}",
+    ),
+}
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def list_ground_truth() -> dict[str, str]:
+    """Names that `load_ground_truth` accepts without any file, each with a one-line description.
+
+    Example:
+        >>> list(list_ground_truth())
+        ['shapes3d-procedural', 'dsprites-procedural']
+    """
+    return {name: description for name, (_, description) in PROCEDURAL.items()}
+
+
+def load_ground_truth(name_or_path_or_repo_id, split: str = "train", image_size=None, **kwargs) -> GroundTruthData:
+    """Open a data set with known factors as a `GroundTruthData`.
+
+    Accepts a procedural name (`list_ground_truth()`), an official file or folder (3dshapes.h5,
+    the dSprites and MPI3D .npz files, a Cars3D or SmallNORB folder), a folder written by
+    `datasets`' save_to_disk, or a Hub dataset repo id laid out as `to_hf_dataset` writes it.
+    `split` picks the split of a `datasets` source; `image_size` is the rendering size of
+    procedural sources and the resize target of Cars3D and SmallNORB (default 64). Other keyword
+    arguments go to the source's class (e.g. `in_memory=True` for 3dshapes.h5, `cache_dir` for
+    procedural sources, `factor_names` for a `datasets` source).
+
+    Example:
+        >>> data = load_ground_truth("shapes3d-procedural", image_size=32)
+        >>> data = load_ground_truth("data/3dshapes.h5")
+        >>> data = load_ground_truth("user/shapes3d-64", split="train")
+    """
+    source = str(name_or_path_or_repo_id)
+    if source in PROCEDURAL:
+        return PROCEDURAL[source][0](image_size=64 if image_size is None else image_size, **kwargs)
+    path = Path(source).expanduser()
+    if path.exists():
+        return _load_path(path, split, image_size, kwargs)
+    if REPO_ID.match(source) and not source.endswith((".h5", ".hdf5", ".npz", ".mat")):
+        import datasets
+
+        from concept_diffusion.data.hf_datasets import HFGroundTruthData
+
+        data = HFGroundTruthData(datasets.load_dataset(source, split=split), source=source, **kwargs)
+        return _check_native_size(data, image_size, source)
+    if path.suffix or source.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"{source}: no such file or folder; expected one of the official files ({', '.join(OFFICIAL_FILES)})")
+    raise ValueError(
+        f"{source!r}: unknown data set; expected one of {list(PROCEDURAL)}, a path to an official file or "
+        f"folder, or a Hub dataset repo id 'user/name' (see `concept-diffusion data list`)"
+    )
+
+
+def _load_path(path: Path, split: str, image_size, kwargs) -> GroundTruthData:
+    if path.is_dir():
+        if any((path / marker).exists() for marker in ("dataset_info.json", "dataset_dict.json", "state.json")):
+            import datasets
+
+            from concept_diffusion.data.hf_datasets import HFGroundTruthData
+
+            loaded = datasets.load_from_disk(str(path))
+            if isinstance(loaded, datasets.DatasetDict):
+                if split not in loaded:
+                    raise ValueError(f"{path}: no split {split!r} (splits: {list(loaded)}); pass split=...")
+                loaded = loaded[split]
+            return _check_native_size(HFGroundTruthData(loaded, source=str(path), **kwargs), image_size, path)
+        size = 64 if image_size is None else image_size
+        if any(path.glob("car_*_mesh.mat")):
+            return Cars3D(path, image_size=size, **kwargs)
+        if any(path.glob("smallnorb-*.mat")):
+            return SmallNORB(path, image_size=size, **kwargs)
+        raise ValueError(
+            f"{path}: a folder, but not a Cars3D folder (car_XXX_mesh.mat), a SmallNORB folder "
+            f"(smallnorb-*.mat) or a datasets folder (dataset_info.json); expected one of those"
+        )
+    if path.suffix in (".h5", ".hdf5"):
+        return _check_native_size(Shapes3D(path, **kwargs), image_size, path)
+    if path.suffix == ".npz":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except zipfile.BadZipFile:
+            raise ValueError(f"{path}: not a readable .npz archive; expected the dSprites or MPI3D .npz; the file may be truncated") from None
+        if "imgs.npy" in names:
+            return _check_native_size(DSprites(path, **kwargs), image_size, path)
+        if "images.npy" in names:
+            return _check_native_size(MPI3D(path, **kwargs), image_size, path)
+        raise ValueError(f"{path}: arrays {sorted(n[:-4] for n in names)}; expected 'imgs' (dSprites) or 'images' (MPI3D)")
+    raise ValueError(f"{path}: unknown file type {path.suffix!r}; expected one of the official files ({', '.join(OFFICIAL_FILES)})")
+
+
+def _check_native_size(data: GroundTruthData, image_size, source) -> GroundTruthData:
+    if image_size is not None and image_size != data.image_size:
+        raise ValueError(
+            f"image_size: {source} stores {data.image_size}x{data.image_size} images, got image_size={image_size}; "
+            f"leave it out (procedural sources render any size)"
+        )
+    return data
