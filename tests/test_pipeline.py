@@ -109,6 +109,11 @@ def test_traverse(pipe, images):
     same = pipe.traverse(images[:1], 0, values=[own], num_inference_steps=2, output_type="np",
                          generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(same.images[0, 0], run(pipe, images=images[:1]).images[0], atol=1e-5)
+    table = torch.tensor([[0.0, 1.0], [5.0, 6.0]])
+    per_concept = pipe.traverse(images[:1], concept_index=[1, 3], values=table, num_inference_steps=1, output_type="np")
+    torch.testing.assert_close(per_concept.concepts[1, :, 3], table[1])
+    with pytest.raises(ValueError, match=r"\(number of concepts, V\) table"):
+        pipe.traverse(images[:1], concept_index=[1, 3], values=torch.zeros(3, 2))
     default = pipe.traverse(images, concept_index=1, num_inference_steps=1, output_type="pil")
     assert len(default.images) == 3 and len(default.images[0]) == 8
 

@@ -406,9 +406,10 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
     ) -> ConceptEditOutput:
         """Sweep one concept (or each of several) through `values` and decode.
 
-        The grid has one row per (image, concept) pair, image-major, and one column per value. Without
-        `values`, each concept sweeps 8 values over its mean +- 2 standard deviations in this batch
-        (which needs at least two images).
+        The grid has one row per (image, concept) pair, image-major, and one column per value.
+        `values` is one sweep for every concept, or a `(len(concept_index), V)` table with a sweep per
+        concept. Without `values`, each concept sweeps 8 values over its mean +- 2 standard deviations
+        in this batch (which needs at least two images).
 
         Example:
             >>> out = pipe.traverse(image, concept_index=3, values=torch.linspace(-2, 2, 8))
@@ -425,10 +426,16 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             steps = torch.linspace(-2, 2, 8, device=concepts.device)
             sweeps = mean[:, None] + std[:, None] * steps[None]  # (K, V)
         else:
-            sweep = torch.as_tensor(values, dtype=concepts.dtype, device=concepts.device).flatten()
-            if sweep.numel() == 0 or not torch.isfinite(sweep).all():
-                raise ValueError("values must be a non-empty sequence of finite numbers, e.g. torch.linspace(-2, 2, 8)")
-            sweeps = sweep[None].repeat(len(indices), 1)
+            sweeps = torch.as_tensor(values, dtype=concepts.dtype, device=concepts.device)
+            if sweeps.ndim == 1:
+                sweeps = sweeps[None].repeat(len(indices), 1)
+            if sweeps.ndim != 2 or sweeps.shape[0] != len(indices) or sweeps.shape[1] == 0:
+                raise ValueError(
+                    f"values must be a sequence of V numbers or a (number of concepts, V) table, got shape "
+                    f"{tuple(sweeps.shape)} for {len(indices)} concept(s): e.g. torch.linspace(-2, 2, 8)"
+                )
+            if not torch.isfinite(sweeps).all():
+                raise ValueError("values contain NaN or infinite numbers")
         num_values = sweeps.shape[1]
         edited = concepts[:, None, None].repeat(1, len(indices), num_values, 1)  # (B, K, V, N)
         for k, index in enumerate(indices):
@@ -570,9 +577,9 @@ def _resolve_folder(path: str, hub_kwargs: dict) -> str:
             f"{path} is not a folder, and not a Hub repo id of the form 'user/name': pass the folder written by "
             "save_pretrained, or a repo id"
         )
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(path, allow_patterns=HUB_ALLOW_PATTERNS, **hub_kwargs)
+    # Checks the repo first (a concept-diffusion pipeline with safetensors weights) and explains
+    # Hub failures; only configs, safetensors, code, the card and images are downloaded.
+    return importlib.import_module("concept_diffusion.hub.pull").snapshot_pipeline(path, **hub_kwargs)
 
 
 def _read_model_index(folder: str) -> dict:

@@ -1,0 +1,197 @@
+"""Training configuration: plain dataclasses whose defaults work, overridable from a file and the CLI.
+
+Each preset folder (`pipelines/<name>/`) may hold a `training.json` with that preset's tuned
+defaults; a YAML/JSON file given with `--config` overrides them, and command-line flags override
+both.
+"""
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from concept_diffusion.presets import preset_folder
+
+TRAINING_FILE = "training.json"
+
+
+@dataclass
+class AutoencoderTrainingConfig:
+    """Stage 1: the first-stage autoencoder (the preset's `vae`, a diffusers `VQModel` or `AutoencoderKL`)."""
+
+    preset: str = "shapes3d"
+    """Preset name or folder whose `vae` config is trained."""
+    data: str = "shapes3d-procedural"
+    """Ground-truth data name, official file, `datasets` folder or Hub data set id."""
+    output_dir: str = "outputs/vae"
+    """Where the trained vae (diffusers format) is written."""
+    seed: int = 0
+    """Seeds weights, data order and noise."""
+    max_steps: int = 2000
+    """Optimizer steps."""
+    batch_size: int = 64
+    """Images per step and process."""
+    learning_rate: float = 4.5e-4
+    """AdamW learning rate (constant after warm-up)."""
+    lr_warmup_steps: int = 100
+    """Linear warm-up steps."""
+    reconstruction_loss: str = "l1"
+    """"l1" or "l2" pixel reconstruction loss."""
+    regularization_weight: float = 1.0
+    """Weight of the codebook loss (VQModel) or of the KL term (AutoencoderKL, scaled by 1e-6)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    mixed_precision: str = "no"
+    """"no", "fp16" or "bf16" (accelerate)."""
+    num_workers: int = 0
+    """DataLoader workers."""
+    log_every: int = 20
+    """Steps between log lines."""
+
+
+@dataclass
+class TrainingConfig:
+    """Stage 2: EncDiff, the concept encoder and UNet trained jointly with the diffusion loss only."""
+
+    preset: str = "cpu"
+    """Preset name or folder: the architecture (and the starting noise schedule)."""
+    data: str = "shapes3d-procedural"
+    """Ground-truth data name, official file, `datasets` folder or Hub data set id."""
+    vae: Optional[str] = None
+    """Folder of a trained first stage (stage 1's output); required when the preset has a vae."""
+    output_dir: str = "outputs/train"
+    """Run folder: checkpoints/, logs, samples/ and the final pipeline/."""
+    seed: int = 0
+    """Seeds weights, data order, timesteps and noise (exactly reproducible on CPU)."""
+    max_steps: Optional[int] = 2000
+    """Optimizer steps; None to stop on time only."""
+    max_minutes: Optional[float] = None
+    """Stop after this many minutes of training (checked every step)."""
+    batch_size: int = 64
+    """Images per optimizer step and process (before gradient accumulation)."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step (accelerate)."""
+    learning_rate: float = 2.56e-4
+    """AdamW learning rate after warm-up (the released code: 2.56e-4 at batch 128)."""
+    lr_warmup_steps: int = 500
+    """Linear warm-up steps, then constant."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping of encoder and UNet together."""
+    loss: str = "l1"
+    """"l1" (released code) or "l2" (paper) between predicted and true noise."""
+    snr_gamma: Optional[float] = None
+    """Min-SNR-gamma loss weighting (Hang et al. 2023); None for uniform weights."""
+    ema_decay: float = 0.9999
+    """Decay of the UNet's exponential moving average (the released code's value)."""
+    ema_warmup: bool = True
+    """Ramp the EMA decay up from 0 (diffusers' EMA warm-up), so that short runs get a useful EMA."""
+    ema_encoder: bool = False
+    """Also keep an EMA of the concept encoder."""
+    latent_scale_batches: int = 4
+    """Batches used to estimate the latents' std; the vae's scaling_factor becomes 1/std."""
+    mixed_precision: str = "no"
+    """"no", "fp16" or "bf16" (accelerate)."""
+    num_workers: int = 0
+    """DataLoader workers rendering or reading batches."""
+    eval_every: int = 500
+    """Steps between metric evaluations and swap grids (0: only at the end)."""
+    eval_metrics: List[str] = field(default_factory=lambda: ["factor_vae", "dci"])
+    """Metrics computed during training (fast mode) when the data has factors."""
+    eval_samples: int = 2000
+    """Training points of each metric during training (evaluation points are half)."""
+    sample_steps: int = 20
+    """DDIM steps for the swap grids."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (0: only at the end)."""
+    checkpoints_total_limit: int = 2
+    """Checkpoints kept; older ones are deleted."""
+    resume: Optional[str] = None
+    """"latest" or a checkpoint folder to continue from."""
+    report_to: str = "tensorboard"
+    """accelerate tracker ("tensorboard", "wandb", "all" or "none"); a JSONL log is always written."""
+    log_every: int = 10
+    """Steps between log records."""
+    push_to_hub: Optional[str] = None
+    """Repo id to push the final pipeline to."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def field_docs(config_class) -> dict:
+    """{field name: its docstring} read from the class source, for `--help`."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(config_class))
+    body = tree.body[0].body
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+            docs[node.target.id] = following.value.value
+    return docs
+
+
+def read_config_file(path: str) -> dict:
+    """Read a YAML or JSON mapping of config fields."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with open(path) as file:
+        text = file.read()
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        values = yaml.safe_load(text)
+    else:
+        values = json.loads(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a mapping of field names to values, got {type(values).__name__}")
+    return values
+
+
+def build_config(config_class, overrides: Optional[dict] = None, config_file: Optional[str] = None):
+    """Defaults < the preset's training.json < `config_file` < `overrides` (e.g. CLI flags).
+
+    Example:
+        >>> build_config(TrainingConfig, {"preset": "tiny", "max_steps": 10}).max_steps
+        10
+    """
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    from_file = read_config_file(config_file) if config_file else {}
+    preset = overrides.get("preset", from_file.get("preset", config_class.preset))
+    values = {}
+    preset_file = os.path.join(preset_folder(preset), TRAINING_FILE)
+    if config_class is TrainingConfig and os.path.isfile(preset_file):
+        values.update(read_config_file(preset_file))
+    values.update(from_file)
+    values.update(overrides)
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {config_class.__name__} field(s) {unknown}: known fields are {sorted(known)}")
+    config = config_class(**values)
+    check_config(config)
+    return config
+
+
+def check_config(config) -> None:
+    """Raise a ValueError naming the field for values that cannot work."""
+    positive = ["batch_size", "learning_rate"]
+    if isinstance(config, TrainingConfig):
+        positive += ["gradient_accumulation_steps", "latent_scale_batches", "sample_steps", "eval_samples"]
+        if config.loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' or 'l2', got {config.loss!r}")
+        if not 0 <= config.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
+        if config.max_steps is None and config.max_minutes is None:
+            raise ValueError("set max_steps or max_minutes (or both): training needs a stopping point")
+    elif config.reconstruction_loss not in ("l1", "l2"):
+        raise ValueError(f"reconstruction_loss must be 'l1' or 'l2', got {config.reconstruction_loss!r}")
+    for name in positive:
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+    if config.mixed_precision not in ("no", "fp16", "bf16"):
+        raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {config.mixed_precision!r}")

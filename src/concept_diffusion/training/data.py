@@ -1,0 +1,116 @@
+"""What the trainers read: batches of images in [-1, 1], in an order fixed by (seed, step).
+
+The order of every batch is a function of the seed and the batch's number alone, so a run resumed
+at step k sees exactly the batches an uninterrupted run would, with any number of workers, and
+each of several processes takes its own slice of every global batch.
+"""
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class ImageOnlyData(Dataset):
+    """A `datasets.Dataset` with an image column and no factor columns: trainable, not scorable."""
+
+    def __init__(self, dataset, source: str, image_column: str = "image"):
+        if image_column not in dataset.column_names:
+            raise ValueError(f"{source}: no {image_column!r} column (columns: {dataset.column_names}); expected images in an 'image' column")
+        self.dataset = dataset.with_format("numpy", columns=[image_column])
+        self.image_column = image_column
+        first = np.asarray(self.dataset[0][image_column])
+        self.observation_shape = first.shape if first.ndim == 3 else (*first.shape, 1)
+
+    @property
+    def image_size(self) -> int:
+        return self.observation_shape[0]
+
+    @property
+    def num_channels(self) -> int:
+        return self.observation_shape[2]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices):
+        images = np.stack([np.asarray(image) for image in self.dataset[list(indices)][self.image_column]])
+        if images.ndim == 3:
+            images = images[..., None]
+        tensor = torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2)
+        if images.dtype == np.uint8:
+            tensor = tensor / 127.5 - 1
+        else:
+            tensor = tensor * 2 - 1
+        return {"images": tensor}
+
+
+def load_training_data(source: str, image_size: int):
+    """Return `(torch_dataset, ground_truth_or_None)` for `source` at `image_size`.
+
+    Data with factor columns (anything `load_ground_truth` opens) is scored during training; a
+    `datasets` folder or Hub data set with images only is trained on without metrics.
+    """
+    from concept_diffusion.data import load_ground_truth
+
+    try:
+        data = load_ground_truth(source, image_size=image_size)
+    except ValueError as error:
+        if "factor columns" not in str(error):
+            raise
+        import datasets
+
+        dataset = datasets.load_from_disk(source) if os.path.isdir(source) else datasets.load_dataset(source, split="train")
+        if isinstance(dataset, datasets.DatasetDict):
+            dataset = dataset["train"]
+        return ImageOnlyData(dataset, source), None
+    return data.torch_dataset(), data
+
+
+def check_image_size(data, sample_size: int, in_channels: int, source: str, preset: str) -> None:
+    if data.image_size != sample_size or data.num_channels != in_channels:
+        raise ValueError(
+            f"{source} has {data.image_size}x{data.image_size} images with {data.num_channels} channels, but the preset "
+            f"{preset!r} expects {sample_size}x{sample_size} with {in_channels}: choose a preset for this size, or "
+            f"a source at {sample_size}x{sample_size} (procedural sources render any size)"
+        )
+
+
+class StepBatchSampler(Sampler):
+    """Index batches for batch numbers `start`, `start + 1`, ...: epoch e visits a permutation seeded by
+    (seed, e), and process r takes the r-th slice of each global batch."""
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, start: int = 0, num_processes: int = 1, process_index: int = 0):
+        global_batch = batch_size * num_processes
+        if num_items < global_batch:
+            raise ValueError(f"the data has {num_items} images, fewer than one global batch ({global_batch}): lower batch_size")
+        self.num_items, self.batch_size, self.seed, self.start = num_items, batch_size, seed, start
+        self.num_processes, self.process_index = num_processes, process_index
+        self.batches_per_epoch = num_items // global_batch
+
+    def __len__(self):
+        return 2**62  # endless: the trainer stops on steps or time
+
+    def __iter__(self):
+        number = self.start
+        epoch, order = -1, None
+        while True:
+            batch_epoch, position = divmod(number, self.batches_per_epoch)
+            if batch_epoch != epoch:
+                epoch, order = batch_epoch, np.random.default_rng([self.seed, batch_epoch]).permutation(self.num_items)
+            first = (position * self.num_processes + self.process_index) * self.batch_size
+            yield order[first : first + self.batch_size].tolist()
+            number += 1
+
+
+def batch_loader(dataset, batch_size: int, seed: int, start: int = 0, num_workers: int = 0, num_processes: int = 1, process_index: int = 0):
+    """An endless DataLoader of `{"images": (B, C, H, W) in [-1, 1], ...}` starting at batch number `start`."""
+    sampler = StepBatchSampler(len(dataset), batch_size, seed, start, num_processes, process_index)
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers, persistent_workers=False)
+
+
+def step_generator(seed: int, number: int, process_index: int = 0) -> torch.Generator:
+    """A CPU generator for the noise and timesteps of batch `number`: resuming needs no RNG state."""
+    state = np.random.SeedSequence([seed, number, process_index]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))

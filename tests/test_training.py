@@ -1,0 +1,175 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from concept_diffusion import ConceptDiffusionPipeline
+from concept_diffusion.cli import main as cli_main
+from concept_diffusion.training import (
+    AutoencoderTrainingConfig,
+    TrainingConfig,
+    TrainingDiverged,
+    build_config,
+    train,
+    train_autoencoder,
+)
+from concept_diffusion.training.data import StepBatchSampler
+
+TINY = dict(preset="tiny", batch_size=4, lr_warmup_steps=2, eval_every=0, eval_metrics=[], checkpoint_every=0,
+            report_to="none", sample_steps=2, latent_scale_batches=1, log_every=1)
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae")
+    config = build_config(AutoencoderTrainingConfig, dict(preset="tiny", output_dir=str(out), max_steps=2, batch_size=4))
+    return train_autoencoder(config)
+
+
+def tiny_config(tmp_path, vae_dir, name="run", **overrides):
+    return build_config(TrainingConfig, {**TINY, "vae": vae_dir, "output_dir": str(tmp_path / name), **overrides})
+
+
+def state_of(pipeline_dir):
+    pipe = ConceptDiffusionPipeline.from_pretrained(pipeline_dir)
+    return {f"{part}.{k}": v for part in ("concept_encoder", "unet") for k, v in getattr(pipe, part).state_dict().items()}, pipe
+
+
+def test_first_stage_is_a_diffusers_vae(vae_dir):
+    from diffusers import VQModel
+
+    vae = VQModel.from_pretrained(vae_dir)
+    assert vae.config.latent_channels == 3
+    with open(os.path.join(os.path.dirname(vae_dir), "log.jsonl")) as file:
+        assert [json.loads(line)["step"] for line in file] == [2]
+
+
+def test_train_writes_pipeline_card_samples_and_logs(tmp_path, vae_dir):
+    result = train(tiny_config(tmp_path, vae_dir, max_steps=3, eval_metrics=["dci"], eval_samples=64))
+    assert result.step == 3 and result.images_seen == 12
+    assert set(result.metrics) >= {"dci.disentanglement", "dci.completeness"}
+    run = tmp_path / "run"
+    for path in ("pipeline/model_index.json", "pipeline/README.md", "pipeline/swap_grid.png", "samples/swap_final.png",
+                 "curves.png", "log.jsonl", "run.json", "checkpoints/checkpoint-3/trainer_state.json"):
+        assert (run / path).is_file(), path
+    card = (run / "pipeline" / "README.md").read_text()
+    assert "encdiff" in card and "dci" in card.lower()
+    _, pipe = state_of(result.pipeline_dir)
+    assert pipe.vae.config.scaling_factor != 1.0  # estimated 1/std of the latents
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
+    assert records[-1]["final"] and "dci.disentanglement" in records[-1]
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path, vae_dir):
+    straight = train(tiny_config(tmp_path, vae_dir, "straight", max_steps=4, checkpoint_every=2))
+    interrupted = train(tiny_config(tmp_path, vae_dir, "resumed", max_steps=2, checkpoint_every=2))
+    assert interrupted.step == 2
+    resumed = train(tiny_config(tmp_path, vae_dir, "resumed", max_steps=4, checkpoint_every=2, resume="latest"))
+    assert resumed.step == 4
+    expected, _ = state_of(straight.pipeline_dir)
+    actual, _ = state_of(resumed.pipeline_dir)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=0, msg=name)
+    checkpoints = sorted(os.listdir(tmp_path / "resumed" / "checkpoints"))
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]  # whole checkpoints only, the last two kept
+
+
+def test_resume_with_another_config_names_the_fields(tmp_path, vae_dir):
+    train(tiny_config(tmp_path, vae_dir, max_steps=1))
+    with pytest.raises(ValueError, match=r"differs in learning_rate.*seed"):
+        train(tiny_config(tmp_path, vae_dir, max_steps=2, resume="latest", learning_rate=1e-3, seed=5))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(tiny_config(tmp_path, vae_dir, "fresh", max_steps=2, resume="latest"))
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, vae_dir, monkeypatch):
+    import concept_diffusion.training.trainer as trainer
+
+    real_loss = trainer.diffusion_loss
+    calls = []
+
+    def loss_that_explodes(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(trainer, "diffusion_loss", loss_that_explodes)
+    with pytest.raises(TrainingDiverged, match=r"at step 3.*learning_rate.*checkpoint-2"):
+        train(tiny_config(tmp_path, vae_dir, max_steps=5, checkpoint_every=2))
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not (tmp_path / "run" / "pipeline").exists()
+
+
+def test_bad_setups_fail_before_training(tmp_path, vae_dir):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="not writable"):
+        train(tiny_config(tmp_path, vae_dir, output_dir=str(blocker / "run"), max_steps=1))
+    with pytest.raises(ValueError, match="first stage.*train-vae"):
+        train(tiny_config(tmp_path, None, max_steps=1))
+    with pytest.raises(ValueError, match="unknown TrainingConfig field.*lerning_rate"):
+        build_config(TrainingConfig, {"preset": "tiny", "lerning_rate": 1.0})
+    with pytest.raises(ValueError, match="loss must be"):
+        build_config(TrainingConfig, {"preset": "tiny", "loss": "huber"})
+
+
+def images_only_dataset(folder, size, count=8):
+    import datasets
+    import PIL.Image
+
+    rng = np.random.RandomState(0)
+    images = [PIL.Image.fromarray(rng.randint(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(count)]
+    datasets.Dataset.from_dict({"image": images}, features=datasets.Features({"image": datasets.Image()})).save_to_disk(folder)
+    return str(folder)
+
+
+def test_data_without_factors_trains_without_metrics(tmp_path, vae_dir, caplog):
+    data = images_only_dataset(tmp_path / "images", 32)
+    with caplog.at_level("WARNING"):
+        result = train(tiny_config(tmp_path, vae_dir, data=data, max_steps=2, eval_metrics=["dci"]))
+    assert result.step == 2 and result.metrics == {}
+    assert sum("no factor" in r.getMessage() for r in caplog.records) == 1
+    small = images_only_dataset(tmp_path / "small", 16)
+    with pytest.raises(ValueError, match="16x16.*expects 32x32"):
+        train(tiny_config(tmp_path, vae_dir, "small_run", data=small, max_steps=1))
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    first = StepBatchSampler(100, 8, seed=3)
+    batches = [b for b, _ in zip(first, range(30))]
+    resumed = [b for b, _ in zip(StepBatchSampler(100, 8, seed=3, start=20), range(10))]
+    assert batches[20:] == resumed
+    epoch = sorted(i for b in batches[:12] for i in b)
+    assert len(set(epoch)) == 96  # one epoch (12 batches of 8 of 100 images) has no repeats
+    ranks = [[b for b, _ in zip(StepBatchSampler(100, 4, seed=3, num_processes=2, process_index=r), range(3))] for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks)] == [b for b, _ in zip(StepBatchSampler(100, 8, seed=3), range(3))]
+
+
+def test_cli_train(tmp_path, vae_dir, capsys):
+    args = ["train", "--preset", "tiny", "--vae", vae_dir, "--output-dir", str(tmp_path / "cli"), "--max-steps", "1",
+            "--batch-size", "4", "--eval-every", "0", "--report-to", "none", "--sample-steps", "1",
+            "--eval-metrics", "dci", "--eval-samples", "64", "--ema-warmup", "false"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "trained 1 steps" in out and "dci.disentanglement" in out
+
+
+def test_two_processes_end_with_identical_weights(tmp_path, vae_dir):
+    output = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "concept_diffusion.cli", "train", "--preset", "tiny", "--vae", vae_dir, "--output-dir", str(output),
+               "--max-steps", "2", "--batch-size", "2", "--eval-every", "0", "--eval-metrics", "dci",
+               "--eval-samples", "64", "--report-to", "none", "--sample-steps", "1", "--checkpoint-every", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output / "run.json").read_text())
+    assert summary["num_processes"] == 2
+    assert len(summary["replica_digests"]) == 2 and len(set(summary["replica_digests"])) == 1
+    assert summary["images_seen"] == 8  # 2 steps x 2 images x 2 processes
