@@ -131,8 +131,6 @@ def train_encdiff(args, seed: int, vae_dir) -> dict:
     else:
         overrides.update(max_steps=None, max_minutes=args.minutes)
     config = build_config(TrainingConfig, overrides)
-    if args.minutes is not None:
-        config.max_steps = None  # build_config skips None overrides: without this the default max_steps would cap the time budget
     result = train(config)
     return {"model": "encdiff", "seed": seed, "steps": result.step, "images_seen": result.images_seen,
             "seconds": round(result.seconds, 1), "final": dict(result.metrics), "curve": read_curve(result.log_file),

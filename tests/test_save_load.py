@@ -103,12 +103,19 @@ def test_remote_code_load_without_package_and_resave(saved, images, tmp_path):
         np.save({str(tmp_path / "remote.npy")!r}, out.images)
         pipe.save_pretrained({str(tmp_path / "resaved")!r})
         print(type(pipe).__module__)
+        from diffusers import AutoModel
+        encoder = AutoModel.from_pretrained({str(folder / "concept_encoder")!r}, trust_remote_code=True)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1
+        np.save({str(tmp_path / "remote_concepts.npy")!r}, encoder(x).concepts.detach().numpy())
+        print(type(encoder).__name__)
         """
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "diffusers_modules" in result.stdout
+    assert "diffusers_modules" in result.stdout and "ConceptEncoder" in result.stdout
     np.testing.assert_array_equal(np.load(tmp_path / "remote.npy"), expected)
+    local_concepts = ConceptDiffusionPipeline.from_pretrained(folder).encode(images).numpy()
+    np.testing.assert_array_equal(np.load(tmp_path / "remote_concepts.npy"), local_concepts)
     resaved = tmp_path / "resaved"
     assert files_of(resaved) == files_of(folder)
     index = json.loads((resaved / "model_index.json").read_text())

@@ -173,3 +173,17 @@ def test_two_processes_end_with_identical_weights(tmp_path, vae_dir):
     assert summary["num_processes"] == 2
     assert len(summary["replica_digests"]) == 2 and len(set(summary["replica_digests"])) == 1
     assert summary["images_seen"] == 8  # 2 steps x 2 images x 2 processes
+
+
+def test_quickstart_writes_everything_it_promises(tmp_path):
+    from concept_diffusion.training.quickstart import quickstart
+
+    sizes = {"factor_vae": {"num_train": 20, "num_eval": 10, "num_variance_estimate": 64, "batch_size": 8},
+             "dci": {"num_train": 64, "num_test": 32}, "mig": {"num_train": 64}}
+    result = quickstart(str(tmp_path / "qs"), minutes=5, max_steps=2, batch_size=4, eval_every=0, eval_metrics=[],
+                        report_to="none", metric_sizes=sizes)
+    for name in ("pipeline", "metrics", "swap", "traversal", "model_card", "curves", "log"):
+        assert os.path.exists(result.files[name]), name
+    scores = json.loads((tmp_path / "qs" / "metrics.json").read_text())
+    assert scores["steps"] == 2 and "factor_vae.eval_accuracy" in scores and "mig.discrete_mig" in scores
+    assert "factor_vae.eval_accuracy" in (tmp_path / "qs" / "pipeline" / "README.md").read_text()

@@ -10,14 +10,22 @@ import dataclasses
 import typing
 
 
+def _parse_bool(text: str) -> bool:
+    values = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text.lower() not in values:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return values[text.lower()]
+
+
 def _flag_type(annotation):
-    """(argparse type, nargs) for a dataclass field annotation."""
+    """(argparse type, nargs) for a dataclass field annotation; Optional fields also take `none`."""
     if typing.get_origin(annotation) is typing.Union:  # Optional[X]
-        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+        inner, _ = _flag_type(next(arg for arg in typing.get_args(annotation) if arg is not type(None)))
+        return (lambda text: None if text.lower() == "none" else inner(text)), None
     if typing.get_origin(annotation) in (list, typing.List):
-        return str, "+"
+        return str, "*"
     if annotation is bool:
-        return lambda text: {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()], None
+        return _parse_bool, None
     return annotation, None
 
 
@@ -31,12 +39,13 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class) -> None:
     for field in dataclasses.fields(config_class):
         kind, nargs = _flag_type(hints[field.name])
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=kind, nargs=nargs, default=None,
-                            help=f"{docs.get(field.name, '')} (default: {default})")
+        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=kind, nargs=nargs,
+                            default=argparse.SUPPRESS, help=f"{docs.get(field.name, '')} (default: {default})")
 
 
 def overrides_from(args, config_class) -> dict:
-    return {field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)}
+    """The fields given on the command line (absent flags leave the preset's and file's values)."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(config_class) if hasattr(args, field.name)}
 
 
 def register(subparsers) -> None:

@@ -7,6 +7,7 @@ into Hub repos as remote code, so that users without concept-diffusion can load 
 
 import importlib
 import inspect
+import json
 import math
 import os
 import shutil
@@ -185,13 +186,22 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
     def save_pretrained(self, save_directory, **kwargs):
         """Save config and safetensors weights, plus a copy of this module as `concept_encoder.py`.
 
-        The copy lets `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` build the
-        encoder where concept-diffusion is not installed.
+        The copy lets `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` (for a pipeline)
+        and `diffusers.AutoModel.from_pretrained(..., trust_remote_code=True)` (through the config's
+        `auto_map`) build the encoder where concept-diffusion is not installed.
         """
         if kwargs.pop("safe_serialization", True) is False:
             raise ValueError("ConceptEncoder saves safetensors only: drop safe_serialization=False")
         super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
-        shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(save_directory, "concept_encoder.py"))
+        module_name = "concept_encoder"
+        shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(save_directory, f"{module_name}.py"))
+        config_path = os.path.join(save_directory, "config.json")
+        with open(config_path) as file:
+            config = json.load(file)
+        config["auto_map"] = {"AutoModel": f"{module_name}.{type(self).__name__}"}
+        with open(config_path, "w") as file:
+            json.dump(config, file, indent=2, sort_keys=True)
+            file.write("\n")
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """Push the encoder (weights, config and its own code) with a model card; see `concept_diffusion.hub`."""

@@ -82,6 +82,16 @@ class TrainingConfig:
     """Gradient clipping of encoder and UNet together."""
     loss: str = "l1"
     """"l1" (released code) or "l2" (paper) between predicted and true noise."""
+    prediction_type: Optional[str] = None
+    """What the UNet predicts: "epsilon" (the paper), "v_prediction" or "sample" (the clean image);
+    None keeps the preset scheduler's. Saved in the pipeline's scheduler config, so sampling matches."""
+    timestep_sampling: str = "uniform"
+    """"uniform" over the training timesteps, or "logit_normal": t/T = sigmoid(mean + std * N(0, 1)),
+    which with a positive mean spends more steps at high noise, where the UNet must read the tokens."""
+    timestep_logit_mean: float = 0.0
+    """Mean of the logit-normal timestep distribution."""
+    timestep_logit_std: float = 1.0
+    """Standard deviation of the logit-normal timestep distribution."""
     snr_gamma: Optional[float] = None
     """Min-SNR-gamma loss weighting (Hang et al. 2023); None for uniform weights."""
     ema_decay: float = 0.9999
@@ -159,7 +169,7 @@ def build_config(config_class, overrides: Optional[dict] = None, config_file: Op
         >>> build_config(TrainingConfig, {"preset": "tiny", "max_steps": 10}).max_steps
         10
     """
-    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    overrides = dict(overrides or {})
     from_file = read_config_file(config_file) if config_file else {}
     preset = overrides.get("preset", from_file.get("preset", config_class.preset))
     values = {}
@@ -182,6 +192,10 @@ def check_config(config) -> None:
     positive = ["batch_size", "learning_rate"]
     if isinstance(config, TrainingConfig):
         positive += ["gradient_accumulation_steps", "latent_scale_batches", "sample_steps", "eval_samples"]
+        if config.prediction_type not in (None, "epsilon", "v_prediction", "sample"):
+            raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {config.prediction_type!r}")
+        if config.timestep_sampling not in ("uniform", "logit_normal"):
+            raise ValueError(f"timestep_sampling must be 'uniform' or 'logit_normal', got {config.timestep_sampling!r}")
         if config.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {config.loss!r}")
         if not 0 <= config.ema_decay < 1:

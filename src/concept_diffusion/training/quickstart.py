@@ -13,6 +13,7 @@ No download is needed. Everything lands in one folder:
 import json
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -23,6 +24,8 @@ FINAL_METRIC_SIZES = {
     "dci": {"num_train": 5000, "num_test": 2500},
     "mig": {"num_train": 5000},
 }
+
+SAMPLING_STEPS = 25  # DDIM steps for the swap and traversal pictures
 
 
 @dataclass
@@ -41,8 +44,11 @@ def concept_ranges(pipe, data, num_images: int = 512, seed: int = 0) -> torch.Te
     return torch.quantile(concepts, torch.tensor([0.02, 0.98]), dim=0).T
 
 
-def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, seed: int = 0, **overrides) -> QuickstartResult:
+def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, seed: int = 0,
+               metric_sizes: Optional[dict] = None, **overrides) -> QuickstartResult:
     """Train, evaluate and draw; returns the metrics and the files written.
+
+    `overrides` are `TrainingConfig` fields; `metric_sizes` replaces `FINAL_METRIC_SIZES`.
 
     Example:
         >>> result = quickstart("outputs/quickstart", minutes=10)
@@ -66,7 +72,8 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
     data = load_ground_truth(config.data, image_size=pipe.concept_encoder.config.sample_size)
 
     print("scoring the final model (FactorVAE, DCI, MIG) ...")
-    metrics = evaluate(pipe, data, metrics=list(FINAL_METRIC_SIZES), seed=seed, metric_kwargs=FINAL_METRIC_SIZES)
+    metric_sizes = FINAL_METRIC_SIZES if metric_sizes is None else metric_sizes
+    metrics = evaluate(pipe, data, metrics=list(metric_sizes), seed=seed, metric_kwargs=metric_sizes)
     files = {"pipeline": result.pipeline_dir, "metrics": os.path.join(output_dir, "metrics.json")}
     write_scores({**metrics, "steps": result.step, "images_seen": result.images_seen,
                   "training_minutes": round(result.seconds / 60, 2)}, files["metrics"])
@@ -74,13 +81,13 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
     rng = np.random.RandomState(seed + 1)
     images = torch.from_numpy(data.sample_observations(8, rng)).permute(0, 3, 1, 2) * 2 - 1
     files["swap"] = os.path.join(output_dir, "swap.png")
-    concept_swap_grid(pipe, images[:4], images[4:8], num_inference_steps=50, seed=seed).save(files["swap"])
+    concept_swap_grid(pipe, images[:4], images[4:8], num_inference_steps=SAMPLING_STEPS, seed=seed).save(files["swap"])
 
     ranges = concept_ranges(pipe, data, seed=seed)
     sweeps = torch.stack([torch.linspace(low, high, 8) for low, high in ranges.tolist()])
     num_concepts = pipe.concept_encoder.config.num_concepts
     traversal = pipe.traverse(images[:1], concept_index=list(range(num_concepts)), values=sweeps,
-                              num_inference_steps=50, generator=torch.Generator().manual_seed(seed))
+                              num_inference_steps=SAMPLING_STEPS, generator=torch.Generator().manual_seed(seed))
     files["traversal"] = os.path.join(output_dir, "traversal.png")
     traversal.grid.save(files["traversal"])
 

@@ -102,15 +102,26 @@ def estimate_scaling_factor(vae, dataset, config: TrainingConfig, device) -> flo
     return float(1.0 / torch.cat(latents).std())
 
 
+def sample_timesteps(batch: int, num_train_timesteps: int, generator: torch.Generator, config: TrainingConfig) -> torch.Tensor:
+    """Training timesteps: uniform, or logit-normal (more weight on high noise with a positive mean)."""
+    if config.timestep_sampling == "uniform":
+        return torch.randint(0, num_train_timesteps, (batch,), generator=generator)
+    logits = config.timestep_logit_mean + config.timestep_logit_std * torch.randn(batch, generator=generator)
+    return (torch.sigmoid(logits) * num_train_timesteps).long().clamp(0, num_train_timesteps - 1)
+
+
 def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: TrainingConfig):
     """The plain diffusion loss of EncDiff: predict the noise (or v) added at a random timestep."""
     batch = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator).to(latents)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator).to(latents.device)
+    timesteps = sample_timesteps(batch, noise_scheduler.config.num_train_timesteps, generator, config).to(latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     prediction = unet(noisy, timesteps, encoder_hidden_states=tokens).sample
-    if noise_scheduler.config.prediction_type == "v_prediction":
+    prediction_type = noise_scheduler.config.prediction_type
+    if prediction_type == "v_prediction":
         target = noise_scheduler.get_velocity(latents, noise, timesteps)
+    elif prediction_type == "sample":
+        target = latents
     else:
         target = noise
     error = (prediction.float() - target.float()).abs() if config.loss == "l1" else (prediction.float() - target.float()) ** 2
@@ -121,8 +132,10 @@ def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: Tr
 
     snr = compute_snr(noise_scheduler, timesteps)
     weights = torch.clamp(snr, max=config.snr_gamma) / snr
-    if noise_scheduler.config.prediction_type == "v_prediction":
+    if prediction_type == "v_prediction":
         weights = weights * snr / (snr + 1)
+    elif prediction_type == "sample":
+        weights = torch.clamp(snr, max=config.snr_gamma)
     return (per_sample * weights).mean()
 
 
@@ -174,6 +187,8 @@ def train(config: TrainingConfig) -> TrainingResult:
         else:
             scaling_factor = estimate_scaling_factor(vae, dataset, config, device)
         vae.register_to_config(scaling_factor=scaling_factor)
+    if config.prediction_type is not None:
+        pipe.scheduler.register_to_config(prediction_type=config.prediction_type)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
     encoder.train(), unet.train()
@@ -298,7 +313,10 @@ def train(config: TrainingConfig) -> TrainingResult:
             elapsed = time.monotonic() - started
             images_per_second = (step * global_batch - images_at_start) / max(elapsed, 1e-9)
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{images_per_second:.0f}")
+            postfix = {"loss": f"{loss.item():.4f}", "img/s": f"{images_per_second:.0f}"}
+            if config.max_minutes is not None:
+                postfix["left"] = time.strftime("%M:%S", time.gmtime(max(60 * config.max_minutes - elapsed, 0)))
+            progress.set_postfix(postfix)
             record = None
             if step % config.log_every == 0 or step == 1:
                 record = {"step": step, "images_seen": step * global_batch, "seconds": round(elapsed, 3),
