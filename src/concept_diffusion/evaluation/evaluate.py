@@ -63,7 +63,7 @@ def evaluate(
         data: a ground-truth data object or a name for `concept_diffusion.load_ground_truth`.
         metrics: names from `METRICS`: "factor_vae", "dci", "mig", "sap", "modularity", "beta_vae".
         seed: seed of the `RandomState` each metric starts from (also seeds DCI's and SAP's estimators).
-        fast: DCI with HistGradientBoosting instead of sklearn's GBC (for monitoring during training).
+        fast: DCI with HistGradientBoosting instead of the exact gradient-boosted trees (approximate values, for monitoring during training).
         metric_kwargs: per-metric hyperparameters, e.g. `{"dci": {"num_train": 1000, "num_test": 500}}`.
         out: optional path of a JSON file to write the scores to.
         image_size: rendering size when `data` is a name; default: the encoder's `sample_size`.

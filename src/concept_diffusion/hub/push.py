@@ -17,7 +17,8 @@ from concept_diffusion.hub.errors import explained_hub_failures
 CARD_FILE = "README.md"
 
 
-def _write_card(card, folder: str) -> None:
+def write_card(card, folder: str) -> None:
+    """Write `card` as the folder's README.md, atomically."""
     path = os.path.join(folder, CARD_FILE)
     with open(path + ".tmp", "w", encoding="utf-8") as file:
         file.write(str(card))
@@ -87,7 +88,7 @@ def _push_saved_model(
         swap_grid=grid_file,
         revision=revision or "main",
     )
-    _write_card(card, folder)
+    write_card(card, folder)
     url = upload_folder_as_commit(
         folder, repo_id, commit_message=_commit_message(model, commit_message), private=private,
         revision=revision, token=token,
@@ -186,7 +187,7 @@ def push_folder_to_hub(
     if not os.path.isfile(os.path.join(folder, CARD_FILE)):
         grid_file = SWAP_GRID_FILE if os.path.isfile(os.path.join(folder, SWAP_GRID_FILE)) else None
         card = render_model_card(pipe, repo_id, swap_grid=grid_file, revision=revision or "main")
-        _write_card(card, folder)
+        write_card(card, folder)
     return upload_folder_as_commit(
         folder, repo_id, commit_message=_commit_message(pipe, commit_message), private=private,
         revision=revision, token=token,

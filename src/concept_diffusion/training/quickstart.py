@@ -10,7 +10,6 @@ No download is needed. Everything lands in one folder:
     log.jsonl, checkpoints/, samples/, logs/ (tensorboard)
 """
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -61,7 +60,7 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
     from concept_diffusion.evaluation.evaluate import write_scores
     from concept_diffusion.pipelines import ConceptDiffusionPipeline
     from concept_diffusion.training import TrainingConfig, build_config, train
-    from concept_diffusion.training.trainer import _write_card
+    from concept_diffusion.training.trainer import write_json_atomic, write_run_card
     from concept_diffusion.training.visualize import concept_swap_grid
 
     config = build_config(TrainingConfig, {"preset": "cpu", "data": "shapes3d-procedural", "output_dir": output_dir,
@@ -91,10 +90,9 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
     files["traversal"] = os.path.join(output_dir, "traversal.png")
     traversal.grid.save(files["traversal"])
 
-    _write_card(pipe, result.pipeline_dir, config, metrics, files["swap"])
+    write_run_card(pipe, result.pipeline_dir, config, metrics, files["swap"])
     files["model_card"] = os.path.join(result.pipeline_dir, "README.md")
     files["curves"] = os.path.join(output_dir, "curves.png")
     files["log"] = result.log_file
-    with open(os.path.join(output_dir, "files.json"), "w") as file:
-        json.dump(files, file, indent=2)
+    write_json_atomic(os.path.join(output_dir, "files.json"), files)
     return QuickstartResult(output_dir=output_dir, metrics=metrics, files=files)

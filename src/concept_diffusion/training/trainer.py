@@ -351,12 +351,13 @@ def train(config: TrainingConfig) -> TrainingResult:
                 ema_encoder.copy_to(final.concept_encoder.parameters())
             final.concept_encoder.eval(), final.unet.eval()
             final.save_pretrained(pipeline_dir)
-            _write_card(final, pipeline_dir, config, metrics, os.path.join(samples_dir, "swap_final.png"))
+            write_run_card(final, pipeline_dir, config, metrics, os.path.join(samples_dir, "swap_final.png"))
             record = {"step": step, "images_seen": step * global_batch, "seconds": round(seconds, 3), "final": True, **metrics}
             log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
             summary = {**record, "num_processes": accelerator.num_processes, "replica_digests": replica_digests,
                        "pipeline": pipeline_dir, "checkpoint": last_checkpoint}
-            _write_json(os.path.join(config.output_dir, "run.json"), summary)
+            write_json_atomic(os.path.join(config.output_dir, "run.json"), summary)
             accelerator.log({k: v for k, v in metrics.items()}, step=step)
             plot_curves(log_path, os.path.join(config.output_dir, "curves.png"))
             if config.push_to_hub:
@@ -388,20 +389,21 @@ def weights_digest(*models) -> str:
     return digest.hexdigest()
 
 
-def _write_json(path: str, value) -> None:
+def write_json_atomic(path: str, value) -> None:
+    """Write `value` as JSON to `path` through a temporary file and a rename."""
     temporary = path + ".tmp"
     with open(temporary, "w") as file:
         json.dump(value, file, indent=2)
     os.replace(temporary, path)
 
 
-def _write_card(pipe, folder: str, config: TrainingConfig, metrics: dict, swap_grid_path: str) -> None:
+def write_run_card(pipe, folder: str, config: TrainingConfig, metrics: dict, swap_grid_path: str) -> None:
+    """The saved pipeline's model card: metrics, training configuration and the swap grid."""
     from concept_diffusion.hub.cards import render_model_card, write_swap_grid
+    from concept_diffusion.hub.push import write_card
 
     swap_grid = write_swap_grid(swap_grid_path, folder)
     name = os.path.basename(os.path.normpath(config.output_dir)) or "encdiff"
     card = render_model_card(pipe, f"your-name/{name}", metrics=metrics, dataset=config.data,
                              training_config=config.to_dict(), swap_grid=swap_grid)
-    temporary = os.path.join(folder, "README.md.tmp")
-    card.save(temporary)
-    os.replace(temporary, os.path.join(folder, "README.md"))
+    write_card(card, folder)
