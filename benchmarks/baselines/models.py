@@ -14,7 +14,6 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from concept_diffusion.models import ConceptEncoder
 from concept_diffusion.models.concept_encoder import ResidualBlock

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.checkpoints import (
@@ -97,7 +96,7 @@ def estimate_scaling_factor(vae, dataset, config: TrainingConfig, device) -> flo
     loader = batch_loader(dataset, config.batch_size, seed=config.seed + 7919)
     latents = []
     with torch.no_grad():
-        for number, batch in zip(range(config.latent_scale_batches), loader):
+        for _, batch in zip(range(config.latent_scale_batches), loader):
             latents.append(images_to_latents(vae, batch["images"].to(device)).float().flatten())
     return float(1.0 / torch.cat(latents).std())
 
