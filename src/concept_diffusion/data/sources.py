@@ -26,27 +26,30 @@ OFFICIAL_FILES = {
     "FOLDER or user/name": "a datasets folder (save_to_disk) or Hub dataset repo written by to_hf_dataset",
 }
 
+SHAPES3D_CITATION = "@misc{3dshapes18,\n  title={3D Shapes Dataset},\n  author={Burgess, Chris and Kim, Hyunjik},\n  howpublished={https://github.com/deepmind/3dshapes-dataset/},\n  year={2018}\n}"
+DSPRITES_CITATION = "@misc{dsprites17,\n  author={Matthey, Loic and Higgins, Irina and Hassabis, Demis and Lerchner, Alexander},\n  title={dSprites: Disentanglement testing Sprites dataset},\n  howpublished={https://github.com/deepmind/dsprites-dataset/},\n  year={2017}\n}"
+
 # What a dataset card says about where the images come from.
 CARD_INFO = {
     Shapes3DProcedural: dict(
         source="Rendered procedurally by concept-diffusion (a ray-cast re-creation of DeepMind's 3dshapes scene and factor grid).",
         license="apache-2.0",
-        citation="@misc{3dshapes18,\n  title={3D Shapes Dataset},\n  author={Burgess, Chris and Kim, Hyunjik},\n  howpublished={https://github.com/deepmind/3dshapes-dataset/},\n  year={2018}\n}",
+        citation=SHAPES3D_CITATION,
     ),
     DSpritesProcedural: dict(
         source="Rendered procedurally by concept-diffusion (a re-creation of DeepMind's dSprites factor grid).",
         license="apache-2.0",
-        citation="@misc{dsprites17,\n  author={Matthey, Loic and Higgins, Irina and Hassabis, Demis and Lerchner, Alexander},\n  title={dSprites: Disentanglement testing Sprites dataset},\n  howpublished={https://github.com/deepmind/dsprites-dataset/},\n  year={2017}\n}",
+        citation=DSPRITES_CITATION,
     ),
     Shapes3D: dict(
         source="DeepMind's 3dshapes.h5 (https://github.com/deepmind/3dshapes-dataset), converted by concept-diffusion.",
         license="apache-2.0",
-        citation="@misc{3dshapes18,\n  title={3D Shapes Dataset},\n  author={Burgess, Chris and Kim, Hyunjik},\n  howpublished={https://github.com/deepmind/3dshapes-dataset/},\n  year={2018}\n}",
+        citation=SHAPES3D_CITATION,
     ),
     DSprites: dict(
         source="DeepMind's dSprites .npz (https://github.com/deepmind/dsprites-dataset), converted by concept-diffusion.",
         license="apache-2.0",
-        citation="@misc{dsprites17,\n  author={Matthey, Loic and Higgins, Irina and Hassabis, Demis and Lerchner, Alexander},\n  title={dSprites: Disentanglement testing Sprites dataset},\n  howpublished={https://github.com/deepmind/dsprites-dataset/},\n  year={2017}\n}",
+        citation=DSPRITES_CITATION,
     ),
     MPI3D: dict(
         source="MPI3D (https://github.com/rr-learning/disentanglement_dataset), converted by concept-diffusion.",

@@ -220,17 +220,6 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         size = config.sample_size if isinstance(config.sample_size, int) else tuple(config.sample_size)[0]
         return (config.in_channels, size, size)
 
-    def _step_kwargs(self, eta: float, generator, variance_noise: Optional[torch.Tensor]) -> dict:
-        accepted = set(inspect.signature(self.scheduler.step).parameters)
-        kwargs = {}
-        if "eta" in accepted:
-            kwargs["eta"] = eta
-        if variance_noise is not None and "variance_noise" in accepted:
-            kwargs["variance_noise"] = variance_noise
-        elif "generator" in accepted:
-            kwargs["generator"] = generator
-        return kwargs
-
     def _denoise(
         self,
         tokens: torch.Tensor,
@@ -254,14 +243,19 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         latents = latents.to(device=device, dtype=dtype)[noise_index] * self.scheduler.init_noise_sigma
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        share_step_noise = eta > 0 and "variance_noise" in inspect.signature(self.scheduler.step).parameters
+        # Schedulers differ in what step() takes; a stochastic DDIM step gets the per-step noise
+        # drawn here, shared like the starting noise, instead of drawing it per row itself.
+        accepted = set(inspect.signature(self.scheduler.step).parameters)
+        step_kwargs = {"eta": eta} if "eta" in accepted else {}
+        share_step_noise = eta > 0 and "variance_noise" in accepted
+        if not share_step_noise and "generator" in accepted:
+            step_kwargs["generator"] = generator
         for t in self.progress_bar(self.scheduler.timesteps):
             model_input = self.scheduler.scale_model_input(latents, t)
             noise_pred = self.unet(model_input, t, encoder_hidden_states=tokens).sample
-            variance_noise = None
             if share_step_noise:
-                variance_noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)[noise_index]
-            latents = self.scheduler.step(noise_pred, t, latents, **self._step_kwargs(eta, generator, variance_noise)).prev_sample
+                step_kwargs["variance_noise"] = randn_tensor(shape, generator=generator, device=device, dtype=dtype)[noise_index]
+            latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
         return latents
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
