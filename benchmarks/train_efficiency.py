@@ -15,7 +15,7 @@ For a latent preset (`shapes3d`: 64x64, VQ latents) the first stage is trained o
 
     python benchmarks/train_efficiency.py --preset cpu --images 64000 --seeds 0,1          # CPU
     python benchmarks/train_efficiency.py --preset shapes3d --device cuda --minutes 4 \\
-        --vae-steps 1500 --seeds 0                                                           # one GPU
+        --vae-steps 1500 --seeds 0 --mixed-precision bf16 --num-workers 8                    # one GPU
 
 Writes benchmarks/results/train_efficiency.json (after every run, atomically) and a PNG beside it.
 """
@@ -54,6 +54,11 @@ def parse_args(argv=None):
     parser.add_argument("--vae-steps", type=int, default=2000, help="first-stage steps for latent presets")
     parser.add_argument("--recon-steps", type=int, default=20, help="DDIM steps for EncDiff's reconstruction MSE")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers rendering batches")
+    parser.add_argument("--config", default=None,
+                        help="YAML/JSON file of TrainingConfig fields for EncDiff (over the preset's training.json), "
+                             "e.g. to try prediction_type or loss on a preset")
+    parser.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
+                        help="EncDiff's accelerate mixed precision (bf16 on a recent GPU)")
     parser.add_argument("--work-dir", default="outputs/train_efficiency", help="run folders (replaced per model and seed)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "train_efficiency.json"))
     args = parser.parse_args(argv)
@@ -125,16 +130,16 @@ def train_encdiff(args, seed: int, vae_dir) -> dict:
     overrides = {"preset": args.preset, "data": args.data, "vae": vae_dir, "output_dir": output_dir, "seed": seed,
                  "batch_size": args.batch_size, "eval_every": args.eval_every, "eval_samples": args.eval_samples,
                  "eval_metrics": ["factor_vae", "dci", "mig"], "checkpoint_every": 0, "report_to": "none",
-                 "num_workers": args.num_workers}
+                 "num_workers": args.num_workers, "mixed_precision": args.mixed_precision}
     if args.images is not None:
         overrides["max_steps"] = args.images // args.batch_size
     else:
         overrides.update(max_steps=None, max_minutes=args.minutes)
-    config = build_config(TrainingConfig, overrides)
+    config = build_config(TrainingConfig, overrides, config_file=args.config)
     result = train(config)
     return {"model": "encdiff", "seed": seed, "steps": result.step, "images_seen": result.images_seen,
             "seconds": round(result.seconds, 1), "final": dict(result.metrics), "curve": read_curve(result.log_file),
-            "output_dir": output_dir, "pipeline_dir": result.pipeline_dir}
+            "output_dir": output_dir, "pipeline_dir": result.pipeline_dir, "config": config.to_dict()}
 
 
 def train_one_baseline(args, kind: str, seed: int, encoder_config: dict, budget: dict) -> dict:

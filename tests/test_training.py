@@ -187,3 +187,5 @@ def test_quickstart_writes_everything_it_promises(tmp_path):
     scores = json.loads((tmp_path / "qs" / "metrics.json").read_text())
     assert scores["steps"] == 2 and "factor_vae.eval_accuracy" in scores and "mig.discrete_mig" in scores
     assert "factor_vae.eval_accuracy" in (tmp_path / "qs" / "pipeline" / "README.md").read_text()
+    last = json.loads((tmp_path / "qs" / "log.jsonl").read_text().splitlines()[-1])  # the curves end with these scores
+    assert last["scored_by"] == "quickstart" and last["factor_vae.eval_accuracy"] == scores["factor_vae.eval_accuracy"]

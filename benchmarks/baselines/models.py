@@ -117,9 +117,9 @@ class GaussianVAE(nn.Module):
         return self.decoder(self.posterior(images)[0])
 
     def loss(self, images: torch.Tensor, generator: torch.Generator) -> VAELoss:
-        """The training objective for a batch; `generator` (CPU) draws the reparameterisation noise."""
+        """The training objective for a batch; `generator` (on the model's device) draws the reparameterisation noise."""
         mean, log_variance = self.posterior(images)
-        noise = torch.randn(mean.shape, generator=generator).to(mean)
+        noise = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean)
         z = mean + torch.exp(0.5 * log_variance) * noise
         reconstruction = ((self.decoder(z) - images) ** 2).flatten(1).sum(dim=1).mean()
         kl = (0.5 * (mean**2 + log_variance.exp() - 1 - log_variance)).sum(dim=1).mean()

@@ -7,6 +7,7 @@ EncDiff trainer's format (JSONL: step, images_seen, seconds, loss, ...; the metr
 """
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -159,19 +160,20 @@ def train_baseline(
     with open(log_path, "w") as log_file:
         for batch in loader:
             images = batch["images"].to(device, non_blocking=True)
-            terms = model.loss(images, step_generator(seed, step))
-            if not torch.isfinite(terms.loss):
-                raise FloatingPointError(f"the {kind} loss became {terms.loss.item()} at step {step + 1}: lower lr (now {lr})")
+            terms = model.loss(images, step_generator(seed, step, 0, device))
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             optimizer.step()
             step += 1
             elapsed = time.monotonic() - started
             progress.update(1)
-            progress.set_postfix(loss=f"{terms.loss.item():.1f}", img_s=f"{step * batch_size / max(elapsed, 1e-9):.0f}")
             record = None
-            if step % log_every == 0 or step == 1:
+            if step % log_every == 0 or step == 1:  # the loop's only host syncs, as in the EncDiff trainer
                 record = {"step": step, "images_seen": step * batch_size, "seconds": round(elapsed, 3), **terms.scalars()}
+                if not math.isfinite(record["loss"]):
+                    raise FloatingPointError(f"the {kind} loss became {record['loss']} by step {step}: lower lr (now {lr})")
+                progress.set_postfix(loss=f"{record['loss']:.1f}", img_s=f"{step * batch_size / max(elapsed, 1e-9):.0f}",
+                                     refresh=False)
             if eval_every and step % eval_every == 0:
                 record = {**(record or {"step": step, "images_seen": step * batch_size, "seconds": round(elapsed, 3)}), **evaluate_now()}
             if record is not None:

@@ -5,6 +5,7 @@ result is a diffusers folder that stage 2 takes as `vae=...`.
 """
 
 import json
+import math
 import os
 import shutil
 import time
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.config import AutoencoderTrainingConfig
 from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, step_generator
-from concept_diffusion.training.trainer import TrainingDiverged, check_writable, make_accelerator
+from concept_diffusion.training.trainer import TrainingDiverged, check_writable, make_accelerator, use_tf32
 
 KL_SCALE = 1e-6  # the KL term's usual weight for latent-diffusion autoencoders
 
@@ -34,7 +35,7 @@ class AutoencoderWithLoss(torch.nn.Module):
             reconstruction, regularization = decoded.sample, decoded.commit_loss.mean()
         else:
             posterior = self.vae.encode(images).latent_dist
-            noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
+            noise = torch.randn(posterior.mean.shape, generator=generator, device=generator.device).to(posterior.mean)
             reconstruction = self.vae.decode(posterior.mean + posterior.std * noise).sample
             regularization = KL_SCALE * posterior.kl().mean()
         if self.config.reconstruction_loss == "l1":
@@ -55,6 +56,7 @@ def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
     from tqdm.auto import tqdm
 
     check_writable(config.output_dir)
+    use_tf32(config.allow_tf32)
     accelerator = make_accelerator(mixed_precision=config.mixed_precision)
     vae = build_pipeline(config.preset, seed=config.seed).vae
     if vae is None:
@@ -63,7 +65,7 @@ def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
     check_image_size(dataset if ground_truth is None else ground_truth, vae.config.sample_size, vae.config.in_channels,
                      config.data, config.preset)
     model = AutoencoderWithLoss(vae.train(), config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=True)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     loader = batch_loader(dataset, config.batch_size, config.seed, num_workers=config.num_workers,
@@ -73,21 +75,23 @@ def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
     started = time.monotonic()
     with open(log_path, "a") if accelerator.is_main_process else open(os.devnull, "w") as log_file:
         for step, batch in zip(range(1, config.max_steps + 1), loader):
-            images = batch["images"].to(accelerator.device)
-            loss, reconstruction_loss = model(images, step_generator(config.seed, step, accelerator.process_index))
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"the first-stage loss became {loss.item()} at step {step}: lower learning_rate (now {config.learning_rate})")
+            images = batch["images"].to(accelerator.device, non_blocking=True)
+            loss, reconstruction_loss = model(images, step_generator(config.seed, step, accelerator.process_index,
+                                                                     accelerator.device))
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             lr_scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}")
-            if step % config.log_every == 0 or step == config.max_steps:
+            if step % config.log_every == 0 or step == config.max_steps:  # the only host syncs
                 record = {"step": step, "images_seen": step * config.batch_size * accelerator.num_processes,
                           "seconds": round(time.monotonic() - started, 3), "loss": loss.item(),
                           "reconstruction_loss": reconstruction_loss.item()}
+                if not math.isfinite(record["loss"]):
+                    raise TrainingDiverged(f"the first-stage loss became {record['loss']} by step {step}: "
+                                           f"lower learning_rate (now {config.learning_rate})")
+                progress.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
                 log_file.write(json.dumps(record) + "\n")
     progress.close()
     vae_dir = os.path.join(config.output_dir, "vae")

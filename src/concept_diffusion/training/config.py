@@ -44,6 +44,8 @@ class AutoencoderTrainingConfig:
     """Gradient clipping."""
     mixed_precision: str = "no"
     """"no", "fp16" or "bf16" (accelerate)."""
+    allow_tf32: bool = True
+    """On NVIDIA GPUs (Ampere and newer), run float32 matmuls and convolutions in TF32. No effect on CPU."""
     num_workers: int = 0
     """DataLoader workers."""
     log_every: int = 20
@@ -104,6 +106,9 @@ class TrainingConfig:
     """Batches used to estimate the latents' std; the vae's scaling_factor becomes 1/std."""
     mixed_precision: str = "no"
     """"no", "fp16" or "bf16" (accelerate)."""
+    allow_tf32: bool = True
+    """On NVIDIA GPUs (Ampere and newer), run float32 matmuls and convolutions in TF32: several times faster,
+    with a 10-bit mantissa in the products. No effect on CPU."""
     num_workers: int = 0
     """DataLoader workers rendering or reading batches."""
     eval_every: int = 500
@@ -112,6 +117,9 @@ class TrainingConfig:
     """Metrics computed during training (fast mode) when the data has factors."""
     eval_samples: int = 2000
     """Training points of each metric during training (evaluation points are half)."""
+    eval_final: bool = True
+    """Score the final model with `eval_metrics` (fast mode) before saving it; the quickstart turns this off
+    and scores with larger sizes itself."""
     sample_steps: int = 20
     """DDIM steps for the swap grids."""
     checkpoint_every: int = 500

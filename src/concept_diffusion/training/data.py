@@ -105,12 +105,23 @@ class StepBatchSampler(Sampler):
 
 
 def batch_loader(dataset, batch_size: int, seed: int, start: int = 0, num_workers: int = 0, num_processes: int = 1, process_index: int = 0):
-    """An endless DataLoader of `{"images": (B, C, H, W) in [-1, 1], ...}` starting at batch number `start`."""
+    """An endless DataLoader of `{"images": (B, C, H, W) in [-1, 1], ...}` starting at batch number `start`.
+
+    With a GPU the batches come in pinned memory, so that copying them to the device does not wait for it.
+    With workers, the data's one-time preparation (`GroundTruthData.warm_up`) runs before they start.
+    """
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, num_processes, process_index)
-    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers, persistent_workers=False)
+    if num_workers > 0 and hasattr(getattr(dataset, "data", None), "warm_up"):
+        dataset.data.warm_up()  # e.g. the procedural geometry: once here, not once per worker while the model waits
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers, persistent_workers=False,
+                      pin_memory=torch.cuda.is_available())
 
 
-def step_generator(seed: int, number: int, process_index: int = 0) -> torch.Generator:
-    """A CPU generator for the noise and timesteps of batch `number`: resuming needs no RNG state."""
+def step_generator(seed: int, number: int, process_index: int = 0, device="cpu") -> torch.Generator:
+    """A generator on `device` for the noise and timesteps of batch `number`: resuming needs no RNG state.
+
+    Drawing on the device the model is on keeps the training step free of host-to-device copies,
+    each of which would make the host wait for the device.
+    """
     state = np.random.SeedSequence([seed, number, process_index]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
+    return torch.Generator(device=device).manual_seed(int(state))
