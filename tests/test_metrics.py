@@ -11,12 +11,9 @@ import pytest
 
 from concept_diffusion.evaluation import (
     completeness,
-    compute_beta_vae,
     compute_dci,
     compute_factor_vae,
     compute_mig,
-    compute_modularity_explicitness,
-    compute_sap,
     dci_from_codes,
     disentanglement,
     mig_from_codes,
@@ -24,6 +21,7 @@ from concept_diffusion.evaluation import (
     sap_from_codes,
 )
 from concept_diffusion.evaluation.estimator_rng import fork_random_states
+from concept_diffusion.evaluation.evaluate import METRICS
 
 
 class VectorData:
@@ -73,14 +71,6 @@ SIZES = {
     "modularity": dict(num_train=400, num_test=200),
     "beta_vae": dict(batch_size=16, num_train=200, num_eval=100),
 }
-FUNCTIONS = {
-    "factor_vae": compute_factor_vae,
-    "dci": compute_dci,
-    "mig": compute_mig,
-    "sap": compute_sap,
-    "modularity": compute_modularity_explicitness,
-    "beta_vae": compute_beta_vae,
-}
 REFERENCE = {
     'perfect/factor_vae': {'train_accuracy': 1.0, 'eval_accuracy': 1.0},
     'perfect/dci': {'informativeness_train': 1.0, 'informativeness_test': 0.995, 'disentanglement': 0.999999999520674, 'completeness': 0.999999999520674},
@@ -122,7 +112,7 @@ def _run(representation, metric):
     kwargs = dict(SIZES[metric])
     if metric in ("dci", "sap"):
         kwargs["estimator_random_state"] = np.random.RandomState(0)
-    return FUNCTIONS[metric](VectorData(), REPRESENTATIONS[representation], np.random.RandomState(0), **kwargs)
+    return METRICS[metric](VectorData(), REPRESENTATIONS[representation], np.random.RandomState(0), **kwargs)
 
 
 @pytest.mark.parametrize("case", sorted(REFERENCE))

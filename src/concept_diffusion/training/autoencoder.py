@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.config import AutoencoderTrainingConfig
 from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, step_generator
-from concept_diffusion.training.trainer import TrainingDiverged, check_writable, make_accelerator, use_tf32
+from concept_diffusion.training.trainer import TrainingDiverged, check_writable, make_accelerator
 
 KL_SCALE = 1e-6  # the KL term's usual weight for latent-diffusion autoencoders
 
@@ -56,8 +56,7 @@ def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
     from tqdm.auto import tqdm
 
     check_writable(config.output_dir)
-    use_tf32(config.allow_tf32)
-    accelerator = make_accelerator(mixed_precision=config.mixed_precision)
+    accelerator = make_accelerator(allow_tf32=config.allow_tf32, mixed_precision=config.mixed_precision)
     vae = build_pipeline(config.preset, seed=config.seed).vae
     if vae is None:
         raise ValueError(f"the preset {config.preset!r} diffuses in pixel space: it has no first stage to train")

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from concept_diffusion.data.ground_truth import ImageShape
 
-class ImageOnlyData(Dataset):
+
+class ImageOnlyData(ImageShape, Dataset):
     """A `datasets.Dataset` with an image column and no factor columns: trainable, not scorable."""
 
     def __init__(self, dataset, source: str, image_column: str = "image"):
@@ -22,14 +24,6 @@ class ImageOnlyData(Dataset):
         self.image_column = image_column
         first = np.asarray(self.dataset[0][image_column])
         self.observation_shape = first.shape if first.ndim == 3 else (*first.shape, 1)
-
-    @property
-    def image_size(self) -> int:
-        return self.observation_shape[0]
-
-    @property
-    def num_channels(self) -> int:
-        return self.observation_shape[2]
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -55,20 +55,17 @@ def check_writable(folder: str) -> None:
         raise ValueError(f"output_dir {folder} is not writable ({error.strerror or error}): choose another folder or free space") from error
 
 
-def make_accelerator(**kwargs):
+def make_accelerator(allow_tf32: bool = True, **kwargs):
     """An `Accelerator`; several processes without a GPU (torchrun, `accelerate launch --cpu`) train as one
-    job over gloo, which accelerate only does when told it runs on the CPU."""
+    job over gloo, which accelerate only does when told it runs on the CPU. On a GPU: TF32 matmuls and
+    convolutions where `allow_tf32`, and cuDNN's autotuner (the shapes never change)."""
     from accelerate import Accelerator
 
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
+        torch.backends.cudnn.benchmark = True
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     return Accelerator(cpu=multi_cpu, **kwargs)
-
-
-def use_tf32(allow: bool) -> None:
-    """On a GPU: TF32 matmuls and convolutions where `allow`, and cuDNN's autotuner (the shapes never change)."""
-    if torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
-        torch.backends.cudnn.benchmark = True
 
 
 def load_first_stage(path: Optional[str], preset_vae, preset: str):
@@ -175,8 +172,8 @@ def train(config: TrainingConfig) -> TrainingResult:
     from concept_diffusion.pipelines import ConceptDiffusionPipeline
 
     check_writable(config.output_dir)
-    use_tf32(config.allow_tf32)
     accelerator = make_accelerator(
+        allow_tf32=config.allow_tf32,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
         log_with=None if config.report_to == "none" else config.report_to,
