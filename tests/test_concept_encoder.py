@@ -88,3 +88,40 @@ def test_save_and_load_roundtrip(tmp_path):
     torch.testing.assert_close(loaded(images).tokens, encoder(images).tokens, rtol=0, atol=0)
     with pytest.raises(ValueError, match="safetensors only"):
         encoder.save_pretrained(tmp_path / "pickled", safe_serialization=False)
+
+
+def test_backbone_is_the_released_encoder4_layer_for_layer():
+    """Released `Encoder4` (openaimodel_enc.py): Conv-BN-ReLU, Conv-BN-ReLU, Conv-BN, Conv-BN-ReLU,
+    EncResBlock(bn=True), BN, ReLU, EncResBlock(bn=True), flatten, Linear(2048 -> N)."""
+    from torch import nn
+
+    encoder = ConceptEncoder(sample_size=64, num_concepts=20, token_dim=16, width=128)
+
+    def kinds(sequence):
+        return [type(layer).__name__ for layer in sequence]
+
+    conv, bn, relu = "Conv2d", "BatchNorm2d", "ReLU"
+    assert kinds(encoder.backbone) == [
+        conv, bn, relu, conv, bn, relu, conv, bn, conv, bn, relu,
+        "ResidualBlock", bn, relu, "ResidualBlock", "Flatten",
+    ]  # fmt: skip
+    for block in (encoder.backbone[11], encoder.backbone[14]):
+        assert kinds(block.layers) == [relu, conv, bn, relu, conv]
+        assert [block.layers[1].kernel_size, block.layers[4].kernel_size] == [(3, 3), (1, 1)]
+    downs = [layer for layer in encoder.backbone if isinstance(layer, nn.Conv2d)]
+    assert [(c.kernel_size, c.stride, c.padding) for c in downs] == [((4, 4), (2, 2), (1, 1))] * 4
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in encoder.modules()) == 7
+    assert (encoder.to_concepts.in_features, encoder.to_concepts.out_features) == (2048, 20)
+
+
+def test_released_zero_init_makes_every_residual_branch_and_the_output_zero():
+    from concept_diffusion.models.released_init import zero_init_like_released
+    from concept_diffusion.presets import build_pipeline
+
+    unet = zero_init_like_released(build_pipeline("tiny").unet)
+    sample = torch.randn(2, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    context = torch.randn(2, 4, unet.config.cross_attention_dim)
+    out = unet(sample, torch.tensor([10, 500]), encoder_hidden_states=context).sample
+    assert torch.count_nonzero(out) == 0
+    assert torch.count_nonzero(unet.up_blocks[-1].resnets[0].conv2.weight) == 0
+    assert torch.count_nonzero(unet.conv_in.weight) > 0  # only the released zero layers are zeroed

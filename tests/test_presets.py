@@ -28,6 +28,19 @@ def test_paper_presets_have_released_code_sizes(name):
     np.testing.assert_allclose(np.sqrt(betas), np.linspace(np.sqrt(0.0015), np.sqrt(0.0155), 1000), rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["shapes3d", "mpi3d", "cars3d"])
+def test_paper_presets_train_with_the_released_recipe(name):
+    """configs/latent-diffusion/shapes3d-vq-4-16-encdiff.yaml: eps, L1, uniform t, batch 128,
+    lr 2.56e-4 (1e-6 x 128 x 2 GPUs), 10k warm-up steps, UNet EMA 0.9999, zero-initialised UNet."""
+    from concept_diffusion.training.config import TrainingConfig, build_config
+
+    config = build_config(TrainingConfig, {"preset": name})
+    assert build_pipeline(name).scheduler.config.prediction_type == "epsilon" and config.prediction_type is None
+    assert (config.loss, config.timestep_sampling, config.snr_gamma) == ("l1", "uniform", None)
+    assert (config.batch_size, config.learning_rate, config.lr_warmup_steps) == (128, 2.56e-4, 10_000)
+    assert (config.ema_decay, config.ema_encoder, config.released_zero_init) == (0.9999, False, True)
+
+
 def test_cpu_preset_is_small_pixel_space():
     pipe = build_pipeline("cpu")
     assert pipe.vae is None and pipe.concept_encoder.config.sample_size == 32

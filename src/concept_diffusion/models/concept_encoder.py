@@ -39,15 +39,20 @@ class ConceptEncoderOutput(BaseOutput):
 
 
 class ResidualBlock(nn.Module):
-    """ReLU -> 3x3 conv -> ReLU -> 1x1 conv, added to the input (the VQ-VAE encoder's block)."""
+    """ReLU -> 3x3 conv -> BatchNorm -> ReLU -> 1x1 conv, added to the input (the released `EncResBlock`)."""
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, kernel_size=1)
+        self.layers = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size=1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+        return x + self.layers(x)
 
 
 class ConceptTokenMLPs(nn.Module):
@@ -77,11 +82,36 @@ class ConceptTokenMLPs(nn.Module):
         return hidden
 
 
+def released_backbone(in_channels: int, width: int) -> nn.Sequential:
+    """The released Encoder4's convolutional trunk, layer for layer (7 BatchNorms, no ReLU before the Linear).
+
+    Four 4x4 stride-2 convolutions, each followed by BatchNorm; the third has no ReLU after it.
+    Then a residual block, BatchNorm and ReLU, a second residual block, and the flattened features.
+    """
+
+    def down(channels_in: int, relu: bool) -> list:
+        layers = [nn.Conv2d(channels_in, width, kernel_size=4, stride=2, padding=1), nn.BatchNorm2d(width)]
+        return layers + [nn.ReLU()] if relu else layers
+
+    return nn.Sequential(
+        *down(in_channels, relu=True),
+        *down(width, relu=True),
+        *down(width, relu=False),
+        *down(width, relu=True),
+        ResidualBlock(width),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        ResidualBlock(width),
+        nn.Flatten(),
+    )
+
+
 class ConceptEncoder(ModelMixin, ConfigMixin):
     r"""Maps images to N concepts and their N concept tokens (EncDiff, Yang et al., NeurIPS 2024).
 
-    The backbone is the released code's: four 4x4 stride-2 convolutions with BatchNorm and ReLU,
-    two residual blocks, then a linear layer. In "scalar" mode (the paper's default) the linear
+    The backbone is the released code's Encoder4, layer for layer (`released_backbone`): four 4x4
+    stride-2 convolutions with BatchNorm, two residual blocks with BatchNorm inside, then a linear
+    layer. In "scalar" mode (the paper's default) the linear
     layer gives N scalars and each goes through its own MLP to a token of width `token_dim`. In
     "vector" mode (EncDiff-V) the linear layer gives the N tokens directly.
 
@@ -118,13 +148,7 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
                 f"sample_size must be a multiple of 16 (the backbone halves it four times), got {sample_size}: "
                 "use 32, 64 or 128, or resize the images"
             )
-        layers = []
-        channels = in_channels
-        for _ in range(4):
-            layers += [nn.Conv2d(channels, width, kernel_size=4, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
-            channels = width
-        layers += [ResidualBlock(width), ResidualBlock(width), nn.ReLU(), nn.Flatten()]
-        self.backbone = nn.Sequential(*layers)
+        self.backbone = released_backbone(in_channels, width)
         features = width * (sample_size // 16) ** 2
         if token_mode == "scalar":
             self.to_concepts = nn.Linear(features, num_concepts)

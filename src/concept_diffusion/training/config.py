@@ -96,6 +96,9 @@ class TrainingConfig:
     """Standard deviation of the logit-normal timestep distribution."""
     snr_gamma: Optional[float] = None
     """Min-SNR-gamma loss weighting (Hang et al. 2023); None for uniform weights."""
+    released_zero_init: bool = False
+    """Zero-initialise the UNet like the released code (each ResBlock's output conv, each transformer's
+    proj_out, the final conv) before training; the paper presets turn it on."""
     ema_decay: float = 0.9999
     """Decay of the UNet's exponential moving average (the released code's value)."""
     ema_warmup: bool = True

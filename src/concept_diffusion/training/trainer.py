@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from concept_diffusion.models.released_init import zero_init_like_released
 from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.checkpoints import (
     check_same_config,
@@ -189,6 +190,8 @@ def train(config: TrainingConfig) -> TrainingResult:
 
     pipe = build_pipeline(config.preset, seed=config.seed)
     encoder, unet = pipe.concept_encoder, pipe.unet
+    if config.released_zero_init:
+        zero_init_like_released(unet)
     sample_size, in_channels = encoder.config.sample_size, encoder.config.in_channels
     dataset, ground_truth = load_training_data(config.data, sample_size)
     check_image_size(dataset if ground_truth is None else ground_truth, sample_size, in_channels, config.data, config.preset)
