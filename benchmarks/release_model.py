@@ -1,0 +1,161 @@
+"""Train, score, draw and write the model we ship: examples/models/encdiff-shapes3d-procedural.
+
+One command reproduces it (about an hour on 2 CPU cores, most of it training):
+
+    python benchmarks/release_model.py                      # train, then everything below
+    python benchmarks/release_model.py --skip-training      # reuse --run-dir's trained pipeline
+    python benchmarks/release_model.py --publish-only --push-to-hub your-name/encdiff-shapes3d-procedural
+
+Steps: train the `cpu` preset on shapes3d-procedural (`RELEASE_TRAINING`, the same fields as
+`concept-diffusion train --preset cpu --data shapes3d-procedural --max-steps 5000 --seed 0 --eval-every 1000
+--eval-samples 500 --checkpoint-every 1000`); score the EMA pipeline with all six metrics at
+disentanglement_lib's full sizes (the exact protocol); map which concept carries which factor; draw
+labelled swap and traversal grids; save the pipeline (safetensors, portable layout) with a model card
+that carries the scores and pictures; with `--push-to-hub REPO`, upload the folder in one commit.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+DATA = "shapes3d-procedural"
+RELEASE_TRAINING = {"preset": "cpu", "data": DATA, "max_steps": 5000, "max_minutes": None, "seed": 0,
+                    "eval_every": 1000, "eval_samples": 500, "checkpoint_every": 1000}
+METRICS = ["factor_vae", "dci", "mig", "sap", "modularity", "beta_vae"]
+SAMPLING_STEPS = 25
+MAP_POINTS = 3000
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[1:]))
+    parser.add_argument("--run-dir", default="outputs/release-cpu", help="training output folder (checkpoints, log, pipeline)")
+    parser.add_argument("--out", default="examples/models/encdiff-shapes3d-procedural", help="where the shipped model is written")
+    parser.add_argument("--skip-training", action="store_true", help="use the pipeline already trained in --run-dir")
+    parser.add_argument("--publish-only", action="store_true", help="only upload --out (needs --push-to-hub)")
+    parser.add_argument("--push-to-hub", metavar="REPO", default=None, help="upload --out to this Hub model repo")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation and the pictures")
+    args = parser.parse_args(argv)
+    if args.publish_only and not args.push_to_hub:
+        parser.error("--publish-only needs --push-to-hub REPO")
+    return args
+
+
+def train_release(run_dir: str) -> str:
+    from concept_diffusion.training import TrainingConfig, build_config, train
+
+    config = build_config(TrainingConfig, {**RELEASE_TRAINING, "output_dir": run_dir})
+    return train(config).pipeline_dir
+
+
+def score(pipe, data, seed: int) -> dict:
+    """All six metrics with disentanglement_lib's default sizes (the exact protocol)."""
+    from concept_diffusion.evaluation import evaluate
+
+    started = time.perf_counter()
+    scores = evaluate(pipe, data, metrics=METRICS, seed=seed)
+    print(f"scored {len(METRICS)} metrics in {time.perf_counter() - started:.0f} s")
+    return scores
+
+
+def factor_labels(pipe, data, out: str, seed: int) -> list:
+    """The factor each concept carries most, and the concept-factor map PNG + JSON in `out`."""
+    from concept_diffusion.atomic import write_json
+    from concept_diffusion.evaluation.concept_factors import concept_factor_map, concept_labels, plot_concept_factor_map
+
+    factors, images = data.sample(MAP_POINTS, np.random.RandomState(seed))
+    codes = np.concatenate([pipe.encode(images[i : i + 256]).cpu().numpy() for i in range(0, len(images), 256)])
+    normalised, accuracy = concept_factor_map(codes, factors, seed)
+    names = list(data.factor_names)
+    plot_concept_factor_map(normalised, accuracy, names, os.path.join(out, "concept_factor_map.png"))
+    labels = concept_labels(normalised, names)
+    write_json(os.path.join(out, "concept_factor_map.json"), {
+        "points": MAP_POINTS, "factors": names, "accuracy": dict(zip(names, accuracy.round(4).tolist())),
+        "normalised_mutual_information": normalised.round(4).tolist(), "concept_labels": labels})
+    return labels
+
+
+def draw(pipe, data, labels: list, out: str, seed: int) -> None:
+    """swap.png (row: an image; columns: it, its reference, then concept k copied over) and traversal.png."""
+    import torch
+
+    from concept_diffusion.atomic import atomic_path
+    from concept_diffusion.training.figures import concept_names, labelled_grid
+    from concept_diffusion.training.quickstart import concept_ranges
+
+    images = data.sample_observations(8, np.random.RandomState(seed + 1))
+    sources, references = images[:4], images[4:]
+    num_concepts = pipe.concept_encoder.config.num_concepts
+    columns = [pipe.swap(sources, references, concept_indices=[k], pairwise=True, num_inference_steps=SAMPLING_STEPS,
+                         generator=torch.Generator().manual_seed(seed)).images for k in range(num_concepts)]
+    to_pil = pipe.image_processor.numpy_to_pil
+    tiles = []
+    for row in range(len(sources)):
+        tiles += to_pil(np.stack([sources[row], references[row]])) + [columns[k][row][0] for k in range(num_concepts)]
+    names = concept_names(num_concepts, labels)
+    swap = labelled_grid(tiles, rows=len(sources), cols=num_concepts + 2, row_labels=[f"image {i}" for i in range(len(sources))],
+                         col_labels=["image", "reference"] + names, title="swap: concept k of the reference copied into the image")
+    with atomic_path(os.path.join(out, "swap.png"), ".png") as temporary:
+        swap.save(temporary)
+
+    ranges = concept_ranges(pipe, data, seed=seed)
+    sweeps = torch.stack([torch.linspace(low, high, 8) for low, high in ranges.tolist()])
+    walk = pipe.traverse(images[:1], concept_index=list(range(num_concepts)), values=sweeps,
+                         num_inference_steps=SAMPLING_STEPS, generator=torch.Generator().manual_seed(seed))
+    tiles = [tile for row in walk.images for tile in row]
+    steps = ["2nd pct"] + [""] * 6 + ["98th pct"]
+    traversal = labelled_grid(tiles, rows=num_concepts, cols=8, row_labels=names, col_labels=steps,
+                              title="traversal: one concept swept over its range on the data, the others fixed")
+    with atomic_path(os.path.join(out, "traversal.png"), ".png") as temporary:
+        traversal.save(temporary)
+
+
+def write_release(pipeline_dir: str, out: str, seed: int) -> dict:
+    from concept_diffusion import ConceptDiffusionPipeline
+    from concept_diffusion.atomic import atomic_directory, write_json
+    from concept_diffusion.data import load_ground_truth
+    from concept_diffusion.hub.cards import render_model_card
+
+    pipe = ConceptDiffusionPipeline.from_pretrained(pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    data = load_ground_truth(DATA, image_size=pipe.concept_encoder.config.sample_size)
+    scores = score(pipe, data, seed)
+    with atomic_directory(out) as staging:
+        pipe.save_pretrained(staging)
+        labels = factor_labels(pipe, data, staging, seed)
+        draw(pipe, data, labels, staging, seed)
+        write_json(os.path.join(staging, "metrics.json"), {**scores, "protocol": "disentanglement_lib defaults (exact)", "seed": seed})
+        card = render_model_card(pipe, "your-name/encdiff-shapes3d-procedural", metrics=scores, dataset=DATA,
+                                 training_config=RELEASE_TRAINING, swap_grid="swap.png", traversal_grid="traversal.png",
+                                 concept_factor_map="concept_factor_map.png")
+        card.save(os.path.join(staging, "README.md"))
+    return scores
+
+
+def publish(folder: str, repo_id: str) -> str:
+    """Upload `folder` to the Hub model repo `repo_id` in one commit; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    return api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message="EncDiff on shapes3d-procedural (release_model.py)")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.publish_only:
+        pipeline_dir = os.path.join(args.run_dir, "pipeline") if args.skip_training else train_release(args.run_dir)
+        scores = write_release(pipeline_dir, args.out, args.seed)
+        print(json.dumps(scores, indent=2))
+        print(f"wrote {args.out}")
+    if args.push_to_hub:
+        print(f"pushed: {publish(args.out, args.push_to_hub)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
