@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU number in benchmarks/RESULTS.md, in one command for one GPU session:
 #   1. where a training step of the paper-size model spends its time, in images/s per phase
-#      (train_step_speed.py: data, forward, backward, optimizer, EMA), in bf16;
+#      (train_step_speed.py: data, forward, backward, optimizer, EMA; float32 with TF32);
 #   2. the faithful `shapes3d` preset end to end (train_efficiency.py): stage 1 (the VQ first stage,
 #      VAE_STEPS steps), then EncDiff with the released recipe for TRAIN_MINUTES minutes, then the
 #      beta-VAE and beta-TCVAE baselines on the same images, all scored by the same metrics.
