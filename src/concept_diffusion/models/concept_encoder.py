@@ -5,8 +5,6 @@ into Hub repos as remote code, so that users without concept-diffusion can load 
 `trust_remote_code=True`.
 """
 
-import inspect
-import json
 import math
 import os
 import shutil
@@ -20,6 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 TOKEN_MODES = ("scalar", "vector")
+# The file name of this module's copy beside saved weights, as config.json's auto_map names it.
+CODE_MODULE = "concept_encoder"
 
 
 @dataclass
@@ -129,6 +129,10 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
         (torch.Size([2, 20]), torch.Size([2, 20, 16]))
     """
 
+    # diffusers writes `"auto_map": {"AutoModel": "concept_encoder.ConceptEncoder"}` into config.json,
+    # naming the copy of this module that save_pretrained puts beside the weights.
+    _auto_class = "AutoModel"
+
     @register_to_config
     def __init__(
         self,
@@ -214,22 +218,15 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
             return concepts, tokens
         return ConceptEncoderOutput(concepts=concepts, tokens=tokens)
 
-    def save_pretrained(self, save_directory, **kwargs):
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, variant=None, **kwargs):
         """Save config and safetensors weights, plus a copy of this module as `concept_encoder.py`.
 
         The copy lets `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` (for a pipeline)
         and `diffusers.AutoModel.from_pretrained(..., trust_remote_code=True)` (through the config's
-        `auto_map`) build the encoder where concept-diffusion is not installed.
+        `auto_map`) build the encoder where concept-diffusion is not installed. `variant` names the
+        weights file as diffusers does (`diffusion_pytorch_model.fp16.safetensors`).
         """
-        if kwargs.pop("safe_serialization", True) is False:
+        if not safe_serialization:
             raise ValueError("ConceptEncoder saves safetensors only: drop safe_serialization=False")
-        super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
-        module_name = "concept_encoder"
-        shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(save_directory, f"{module_name}.py"))
-        config_path = os.path.join(save_directory, "config.json")
-        with open(config_path) as file:
-            config = json.load(file)
-        config["auto_map"] = {"AutoModel": f"{module_name}.{type(self).__name__}"}
-        with open(config_path, "w") as file:
-            json.dump(config, file, indent=2, sort_keys=True)
-            file.write("\n")
+        super().save_pretrained(save_directory, safe_serialization=True, variant=variant, **kwargs)
+        shutil.copyfile(os.path.abspath(__file__), os.path.join(save_directory, f"{CODE_MODULE}.py"))

@@ -228,7 +228,9 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         batch = _unit_batch(images, name, PIL_MODES.get(self.concept_encoder.config.in_channels))
         self.concept_encoder.check_images(batch, name)  # channels and size, before looking at values
         batch = _check_unit_range(batch, name)
-        return self.image_processor.normalize(batch).to(device=self._execution_device, dtype=self.concept_encoder.dtype)
+        # Contiguous, so that every input format runs the same kernels and gives the same bits.
+        batch = self.image_processor.normalize(batch).contiguous()
+        return batch.to(device=self._execution_device, dtype=self.concept_encoder.dtype)
 
     def postprocess(self, images: torch.Tensor, output_type: str = "pil"):
         """Model-space images `(B, C, H, W)` in [-1, 1] -> PIL images, numpy (B, H, W, C) or tensors, in [0, 1]."""
