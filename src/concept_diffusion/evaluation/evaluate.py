@@ -79,7 +79,7 @@ def evaluate(
     metric_kwargs = _check_metric_kwargs(metric_kwargs or {}, metrics)
     check_count(seed, "seed", 0)
     if isinstance(model, (str, os.PathLike)):
-        from concept_diffusion.pipelines.pipeline_concept_diffusion import ConceptDiffusionPipeline
+        from concept_diffusion.pipelines import ConceptDiffusionPipeline
 
         model = ConceptDiffusionPipeline.from_pretrained(str(model))
     if isinstance(data, (str, os.PathLike)):
@@ -174,7 +174,7 @@ def representation_function(model, batch_size=64):
     """
     check_count(batch_size, "batch_size", 1)
     if isinstance(model, (str, os.PathLike)):
-        from concept_diffusion.pipelines.pipeline_concept_diffusion import ConceptDiffusionPipeline
+        from concept_diffusion.pipelines import ConceptDiffusionPipeline
 
         model = ConceptDiffusionPipeline.from_pretrained(str(model))
     if hasattr(model, "encode") and hasattr(model, "concept_encoder"):
