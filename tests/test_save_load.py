@@ -201,3 +201,35 @@ def test_bad_folders(saved, tmp_path):
 
     with pytest.raises(ValueError, match="safetensors only"):
         build_pipeline("tiny").save_pretrained(tmp_path / "x", safe_serialization=False)
+
+
+def test_remote_code_modules_import_only_torch_diffusers_and_the_standard_library():
+    """The two files copied into Hub repos run where concept-diffusion is not installed, and the
+    package's hub code calls them, never the other way round (no import circle, no string imports)."""
+    import ast
+    import importlib
+
+    allowed = {"torch", "diffusers", "numpy", "PIL"} | set(sys.stdlib_module_names)
+    for name in ("concept_diffusion.models.concept_encoder", "concept_diffusion.pipelines.pipeline_concept_diffusion"):
+        source = open(importlib.import_module(name).__file__).read()
+        roots = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                roots |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots.add((node.module or "").split(".")[0])
+        # importlib is refused too: a string import of the package would hide the dependency.
+        assert roots <= allowed - {"importlib"}, (name, roots - allowed)
+
+
+def test_hub_code_does_not_import_the_pipelines():
+    """Imports flow models -> hub -> pipelines: hub/ loads components and pushes any pipeline it is given."""
+    import ast
+    from pathlib import Path
+
+    import concept_diffusion.hub
+
+    for path in Path(concept_diffusion.hub.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("concept_diffusion.pipelines"), path.name

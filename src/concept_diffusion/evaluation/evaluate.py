@@ -37,7 +37,6 @@ _FROM_CODES = {
     "sap": (sap_from_codes, True),
     "modularity": (modularity_explicitness_from_codes, True),
 }
-_SAMPLING_ARGS = ("num_train", "num_test", "batch_size")
 _CALL_ARGS = ("ground_truth_data", "representation_fn", "random_state")
 
 

@@ -180,7 +180,8 @@ def render_model_card(
         "paper_reference": _paper_reference(dataset),
         "training_rows": _training_rows(training_config),
         "swap_grid": swap_grid,
-        "has_auto_map": "auto_map" in encoder_config,
+        # save_pretrained writes config.json's auto_map for encoders registered with an auto class.
+        "has_auto_map": getattr(components["concept_encoder"], "_auto_class", None) is not None or "auto_map" in encoder_config,
     }
     if is_pipeline:
         vae = components.get("vae")
