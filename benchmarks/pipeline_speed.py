@@ -73,7 +73,8 @@ def measure(preset, repeats, device):
     encoder.eval(), unet.eval()
     for steps in (20, 50):
         row[f"reconstruct_8_{steps}_steps_s"] = median_seconds(
-            lambda: pipe(images=batch[:8], num_inference_steps=steps, output_type="pt"), repeats, device
+            # The pipeline takes images in [0, 1] (diffusers' convention); batch is in model space.
+            lambda: pipe(images=(batch[:8] + 1) / 2, num_inference_steps=steps, output_type="pt"), repeats, device
         )
     return row
 

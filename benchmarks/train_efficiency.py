@@ -99,7 +99,8 @@ def encdiff_reconstruction_mse(pipeline_dir: str, images, steps: int, seed: int,
     pipe = ConceptDiffusionPipeline.from_pretrained(pipeline_dir).to(device)
     pipe.set_progress_bar_config(disable=True)
     with torch.inference_mode():
-        out = pipe(images=images.to(device), num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+        # The pipeline takes and returns images in [0, 1] (diffusers' convention).
+        out = pipe(images=(images.to(device) + 1) / 2, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
                    output_type="pt").images
     return reconstruction_mse(out * 2 - 1, images.to(out.device))
 

@@ -58,7 +58,7 @@ def test_vector_mode_gives_tokens_and_their_mean_as_concepts():
     [
         (torch.zeros(1, 1, 32, 32), "3 channels, got 1.*convert"),
         (torch.zeros(1, 3, 64, 64), "32x32.*got 64x64.*resize"),
-        (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
+        (torch.zeros(0, 3, 32, 32), "empty batch"),
         (torch.zeros(3, 32, 32), "batch, channels, height, width"),
     ],
 )
@@ -85,7 +85,9 @@ def test_save_and_load_roundtrip(tmp_path):
     assert (tmp_path / "concept_encoder.py").is_file()
     loaded = ConceptEncoder.from_pretrained(tmp_path)
     images = torch.rand(2, 3, 32, 32) * 2 - 1
-    torch.testing.assert_close(loaded(images).tokens, encoder(images).tokens, rtol=0, atol=0)
+    # A loaded copy, not the same object: equal to 1e-6 of the values' scale, as kernels differ between CPUs.
+    expected = encoder(images).tokens.detach()
+    torch.testing.assert_close(loaded(images).tokens, expected, rtol=1e-6, atol=1e-6 * float(expected.abs().max()))
     with pytest.raises(ValueError, match="safetensors only"):
         encoder.save_pretrained(tmp_path / "pickled", safe_serialization=False)
 
@@ -125,3 +127,11 @@ def test_released_zero_init_makes_every_residual_branch_and_the_output_zero():
     assert torch.count_nonzero(out) == 0
     assert torch.count_nonzero(unet.up_blocks[-1].resnets[0].conv2.weight) == 0
     assert torch.count_nonzero(unet.conv_in.weight) > 0  # only the released zero layers are zeroed
+
+
+def test_forward_checks_shapes_but_never_values():
+    """No data-dependent check in forward: `isfinite(...).all()` would make each training step wait
+    for the device. Values are checked by the pipeline (and the trainer's data path) instead."""
+    encoder = ConceptEncoder(sample_size=32, num_concepts=2, token_dim=2, width=8).eval()
+    out = encoder(torch.full((1, 3, 32, 32), float("nan")))
+    assert torch.isnan(out.concepts).all()

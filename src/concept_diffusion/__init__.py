@@ -4,15 +4,17 @@ Heavy modules (torch, diffusers, datasets) are imported on first use, so that
 `concept-diffusion --help` and `import concept_diffusion` stay fast.
 """
 
-from importlib import import_module
+from importlib import import_module, metadata
 
-__version__ = "0.1.0"
+# One version, pyproject.toml's, read from the installed distribution's metadata.
+__version__ = metadata.version("concept-diffusion")
 
 _EXPORTS = {
     "ConceptEncoder": "concept_diffusion.models.concept_encoder",
     "ConceptEncoderOutput": "concept_diffusion.models.concept_encoder",
-    "ConceptDiffusionPipeline": "concept_diffusion.pipelines.pipeline_concept_diffusion",
-    "ConceptDiffusionPipelineOutput": "concept_diffusion.pipelines.pipeline_concept_diffusion",
+    "ConceptDiffusionPipeline": "concept_diffusion.pipelines",
+    "ConceptDiffusionPipelineOutput": "concept_diffusion.pipelines",
+    "ConceptEditOutput": "concept_diffusion.pipelines",
     "build_pipeline": "concept_diffusion.presets",
     "list_presets": "concept_diffusion.presets",
     "load_ground_truth": "concept_diffusion.data",

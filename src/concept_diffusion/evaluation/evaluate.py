@@ -37,7 +37,6 @@ _FROM_CODES = {
     "sap": (sap_from_codes, True),
     "modularity": (modularity_explicitness_from_codes, True),
 }
-_SAMPLING_ARGS = ("num_train", "num_test", "batch_size")
 _CALL_ARGS = ("ground_truth_data", "representation_fn", "random_state")
 
 
@@ -79,7 +78,7 @@ def evaluate(
     metric_kwargs = _check_metric_kwargs(metric_kwargs or {}, metrics)
     check_count(seed, "seed", 0)
     if isinstance(model, (str, os.PathLike)):
-        from concept_diffusion.pipelines.pipeline_concept_diffusion import ConceptDiffusionPipeline
+        from concept_diffusion.pipelines import ConceptDiffusionPipeline
 
         model = ConceptDiffusionPipeline.from_pretrained(str(model))
     if isinstance(data, (str, os.PathLike)):
@@ -174,7 +173,7 @@ def representation_function(model, batch_size=64):
     """
     check_count(batch_size, "batch_size", 1)
     if isinstance(model, (str, os.PathLike)):
-        from concept_diffusion.pipelines.pipeline_concept_diffusion import ConceptDiffusionPipeline
+        from concept_diffusion.pipelines import ConceptDiffusionPipeline
 
         model = ConceptDiffusionPipeline.from_pretrained(str(model))
     if hasattr(model, "encode") and hasattr(model, "concept_encoder"):

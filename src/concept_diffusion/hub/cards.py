@@ -99,6 +99,15 @@ def _eval_results(metrics: dict, dataset: Optional[str]):
     ]
 
 
+def _components(model) -> dict:
+    """The components a card describes: of a pipeline, of a mapping of loaded components, or an encoder alone."""
+    if isinstance(model, Mapping):
+        return dict(model)
+    if hasattr(model, "concept_encoder"):
+        return {name: getattr(model, name, None) for name in ("concept_encoder", "unet", "scheduler", "vae")}
+    return {"concept_encoder": model}
+
+
 def _training_rows(training_config: Optional[Mapping[str, Any]]) -> list:
     rows = []
     for key, value in (training_config or {}).items():
@@ -123,7 +132,8 @@ def render_model_card(
     """The `huggingface_hub.ModelCard` of a `ConceptDiffusionPipeline` or a `ConceptEncoder`.
 
     Args:
-        model: the pipeline (or encoder) being shared; its configs fill the card.
+        model: the pipeline (or encoder, or a dict of a pipeline's loaded components) being
+            shared; its configs fill the card.
         repo_id: the repo the card will live in; the loading examples use it.
         metrics: disentanglement scores on `dataset`, e.g. the dict `concept_diffusion.evaluate`
             returns; each becomes a row of the table and an entry of the card's `eval_results`.
@@ -141,9 +151,9 @@ def render_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     flat_metrics = flatten_metrics(metrics)
-    is_pipeline = hasattr(model, "concept_encoder")
-    encoder = model.concept_encoder if is_pipeline else model
-    encoder_config = encoder.config
+    components = _components(model)
+    is_pipeline = "unet" in components
+    encoder_config = components["concept_encoder"].config
     model_name = repo_id.rsplit("/", 1)[-1]
 
     card_data = ModelCardData(
@@ -170,19 +180,22 @@ def render_model_card(
         "paper_reference": _paper_reference(dataset),
         "training_rows": _training_rows(training_config),
         "swap_grid": swap_grid,
-        "has_auto_map": "auto_map" in encoder_config,
+        # save_pretrained writes config.json's auto_map for encoders registered with an auto class.
+        "has_auto_map": getattr(components["concept_encoder"], "_auto_class", None) is not None or "auto_map" in encoder_config,
     }
     if is_pipeline:
-        vae = getattr(model, "vae", None)
+        vae = components.get("vae")
         context["space"] = "pixel space" if vae is None else f"latent space of a `{type(vae).__name__}` first stage"
-        context["unet_parameters"] = f"{sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M"
-        context["scheduler"] = type(model.scheduler).__name__
+        context["unet_parameters"] = f"{sum(p.numel() for p in components['unet'].parameters()) / 1e6:.2f} M"
+        context["scheduler"] = type(components["scheduler"]).__name__
     return ModelCard.from_template(card_data, template_path=_template_path(), **context)
 
 
 def write_swap_grid(swap_grid, folder: str) -> str:
     """Save `swap_grid` (a PIL image, or the path of an image file) as `swap_grid.png` in `folder`."""
     import PIL.Image
+
+    from concept_diffusion.atomic import atomic_path
 
     target = os.path.join(folder, SWAP_GRID_FILE)
     if isinstance(swap_grid, (str, os.PathLike)):
@@ -193,7 +206,6 @@ def write_swap_grid(swap_grid, folder: str) -> str:
         raise ValueError(
             f"swap_grid is a {type(swap_grid).__name__}: expected a PIL image (e.g. pipe.swap(...).grid) or an image path"
         )
-    temporary = target + ".tmp"
-    swap_grid.save(temporary, format="PNG")
-    os.replace(temporary, target)
+    with atomic_path(target) as temporary:
+        swap_grid.save(temporary, format="PNG")
     return SWAP_GRID_FILE

@@ -10,12 +10,23 @@ import os
 from typing import Optional
 
 from concept_diffusion.hub.errors import explained_hub_failures
-
-PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+from concept_diffusion.hub.loading import (
+    HUB_ALLOW_PATTERNS,
+    HUB_ARGS,
+    MODEL_LOADER_ARGS,
+    REPO_ID_PATTERN,
+    REQUIRED_COMPONENTS,
+    check_weights,
+    component_classes,
+    load_components,
+)
 
 
 def check_pipeline_repo(repo_id: str, *, revision: Optional[str] = None, token: Optional[str] = None) -> None:
     """Raise ValueError unless `repo_id` holds a ConceptDiffusionPipeline with safetensors weights.
+
+    The same checks as for a local folder (`concept_diffusion.hub.loading`), made on the repo's
+    file list and model_index.json before anything else is downloaded.
 
     Example:
         >>> check_pipeline_repo("user/encdiff-shapes3d")   # returns None, or raises with the reason
@@ -32,27 +43,9 @@ def check_pipeline_repo(repo_id: str, *, revision: Optional[str] = None, token: 
             )
         with open(hf_hub_download(repo_id, "model_index.json", revision=revision, token=token)) as file:
             index = json.load(file)
-    class_name = index.get("_class_name")
-    class_name = class_name[-1] if isinstance(class_name, (list, tuple)) else class_name
-    if class_name != "ConceptDiffusionPipeline":
-        raise ValueError(
-            f"{repo_id} holds a {class_name!r} pipeline, not a ConceptDiffusionPipeline: load it with "
-            "diffusers.DiffusionPipeline.from_pretrained, or check the repo id"
-        )
-    for component, entry in index.items():
-        if component.startswith("_") or not isinstance(entry, (list, tuple)) or entry[1] is None:
-            continue
-        component_files = [f for f in files if f.startswith(component + "/")]
-        if any(f.endswith(".safetensors") for f in component_files) or component == "scheduler":
-            continue
-        pickled = sorted(f for f in component_files if f.endswith(PICKLED_WEIGHTS))
-        if pickled:
-            raise ValueError(
-                f"{repo_id}: the {component} has pickled weights only ({', '.join(pickled)}). concept-diffusion loads "
-                "safetensors only, because unpickling runs arbitrary code. Ask the repo's owner for safetensors, or "
-                "convert them yourself from a copy you trust (load, then save_pretrained) and push that"
-            )
-        raise ValueError(f"{repo_id}: the {component} has no weights (expected {component}/*.safetensors)")
+    for component, component_class in component_classes(index, repo_id).items():
+        if component_class is not None and component != "scheduler":
+            check_weights([f for f in files if f.startswith(component + "/")], component, repo_id)
 
 
 def snapshot_pipeline(
@@ -74,8 +67,6 @@ def snapshot_pipeline(
         >>> folder = snapshot_pipeline("user/encdiff-shapes3d", revision="main")
     """
     from huggingface_hub import constants, snapshot_download
-
-    from concept_diffusion.pipelines.pipeline_concept_diffusion import HUB_ALLOW_PATTERNS
 
     offline = local_files_only or constants.HF_HUB_OFFLINE
     if not offline:
@@ -105,3 +96,34 @@ def pull_pipeline(repo_id: str, out: str, *, revision: Optional[str] = None, tok
     if os.path.isfile(out):
         raise ValueError(f"--out {out} is a file: pass a folder (it is created if missing)")
     return snapshot_pipeline(repo_id, revision=revision, token=token, local_dir=out)
+
+
+def resolve_folder(path: str, **hub_args) -> str:
+    """A local folder as it is; a Hub repo id checked (`check_pipeline_repo`) and downloaded (safe files only)."""
+    expanded = os.path.expanduser(path)
+    if os.path.isdir(expanded):
+        return expanded
+    if not REPO_ID_PATTERN.fullmatch(path):
+        raise FileNotFoundError(
+            f"{path} is not a folder, and not a Hub repo id of the form 'user/name': pass the folder written by "
+            "save_pretrained, or a repo id"
+        )
+    return snapshot_pipeline(path, **hub_args)
+
+
+def load_pipeline_components(pretrained_model_name_or_path, **kwargs) -> dict:
+    """What `ConceptDiffusionPipeline.from_pretrained` builds the pipeline from: a folder or repo id,
+    Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`), loader arguments
+    (`torch_dtype`, `variant`, `low_cpu_mem_usage`, `device_map`) and components to use instead of
+    the saved ones (`scheduler=...`)."""
+    hub_args = {key: kwargs.pop(key) for key in HUB_ARGS if key in kwargs}
+    loader_args = {key: kwargs.pop(key) for key in MODEL_LOADER_ARGS if key in kwargs}
+    given = {name: kwargs.pop(name) for name in (*REQUIRED_COMPONENTS, "vae") if name in kwargs}
+    if kwargs:
+        raise ValueError(
+            f"unexpected arguments to from_pretrained: {sorted(kwargs)}; accepted are {list(HUB_ARGS + MODEL_LOADER_ARGS)} "
+            f"and the components {list(REQUIRED_COMPONENTS) + ['vae']}"
+        )
+    folder = resolve_folder(os.fspath(pretrained_model_name_or_path), **hub_args)
+    return {**load_components(folder, skip=tuple(given), **loader_args), **given}
+

@@ -11,22 +11,21 @@ import tempfile
 from typing import Any, Mapping, Optional
 
 from concept_diffusion import __version__
+from concept_diffusion.atomic import write_text
 from concept_diffusion.hub.cards import SWAP_GRID_FILE, render_model_card, write_swap_grid
 from concept_diffusion.hub.errors import explained_hub_failures
+from concept_diffusion.hub.loading import PIPELINE_CLASS, load_components
 
 CARD_FILE = "README.md"
 
 
 def write_card(card, folder: str) -> None:
     """Write `card` as the folder's README.md, atomically."""
-    path = os.path.join(folder, CARD_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as file:
-        file.write(str(card))
-    os.replace(path + ".tmp", path)
+    write_text(os.path.join(folder, CARD_FILE), str(card))
 
 
-def _commit_message(model, commit_message: Optional[str]) -> str:
-    return commit_message or f"Upload {type(model).__name__} with concept-diffusion {__version__}"
+def _commit_message(kind: str, commit_message: Optional[str]) -> str:
+    return commit_message or f"Upload {kind} with concept-diffusion {__version__}"
 
 
 def upload_folder_as_commit(
@@ -90,7 +89,7 @@ def _push_saved_model(
     )
     write_card(card, folder)
     url = upload_folder_as_commit(
-        folder, repo_id, commit_message=_commit_message(model, commit_message), private=private,
+        folder, repo_id, commit_message=_commit_message(type(model).__name__, commit_message), private=private,
         revision=revision, token=token,
     )
     if not save_directory:
@@ -173,22 +172,21 @@ def push_folder_to_hub(
 
     The folder must load as a pipeline (it is checked with the package's own loader, which runs
     none of its code). Its README.md is used as the card if it has one; otherwise a card is
-    rendered from the pipeline (with `swap_grid.png` if the folder holds one) and written into it.
+    rendered from the loaded components (with `swap_grid.png` if the folder holds one) and written
+    into it.
 
     Example:
         >>> push_folder_to_hub("runs/shapes3d/pipeline", "user/encdiff-shapes3d")
     """
-    from concept_diffusion.pipelines import ConceptDiffusionPipeline
-
     folder = os.path.abspath(os.fspath(folder))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder: pass the folder written by pipe.save_pretrained(folder)")
-    pipe = ConceptDiffusionPipeline.from_pretrained(folder)
+    components = load_components(folder)
     if not os.path.isfile(os.path.join(folder, CARD_FILE)):
         grid_file = SWAP_GRID_FILE if os.path.isfile(os.path.join(folder, SWAP_GRID_FILE)) else None
-        card = render_model_card(pipe, repo_id, swap_grid=grid_file, revision=revision or "main")
+        card = render_model_card(components, repo_id, swap_grid=grid_file, revision=revision or "main")
         write_card(card, folder)
     return upload_folder_as_commit(
-        folder, repo_id, commit_message=_commit_message(pipe, commit_message), private=private,
+        folder, repo_id, commit_message=_commit_message(PIPELINE_CLASS, commit_message), private=private,
         revision=revision, token=token,
     )

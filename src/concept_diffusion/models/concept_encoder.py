@@ -5,9 +5,6 @@ into Hub repos as remote code, so that users without concept-diffusion can load 
 `trust_remote_code=True`.
 """
 
-import importlib
-import inspect
-import json
 import math
 import os
 import shutil
@@ -21,6 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 TOKEN_MODES = ("scalar", "vector")
+# The file name of this module's copy beside saved weights, as config.json's auto_map names it.
+CODE_MODULE = "concept_encoder"
 
 
 @dataclass
@@ -130,6 +129,10 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
         (torch.Size([2, 20]), torch.Size([2, 20, 16]))
     """
 
+    # diffusers writes `"auto_map": {"AutoModel": "concept_encoder.ConceptEncoder"}` into config.json,
+    # naming the copy of this module that save_pretrained puts beside the weights.
+    _auto_class = "AutoModel"
+
     @register_to_config
     def __init__(
         self,
@@ -157,10 +160,16 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
             self.to_tokens = nn.Linear(features, num_concepts * token_dim)
 
     def check_images(self, images: torch.Tensor, name: str = "images") -> None:
-        """Raise a ValueError naming `name` if `images` is not a finite (B, C, H, W) batch this encoder takes."""
+        """Raise a ValueError naming `name` if `images` is not a (B >= 1, C, H, W) batch this encoder takes.
+
+        Only shapes are checked: a check of the values (NaN, range) would make every training step
+        wait for the device. The pipeline checks values before encoding; the trainer checks its data.
+        """
         config = self.config
         if images.ndim != 4:
             raise ValueError(f"{name} must be a (batch, channels, height, width) tensor, got shape {tuple(images.shape)}")
+        if images.shape[0] == 0:
+            raise ValueError(f"{name} is an empty batch (shape {tuple(images.shape)}): pass at least one image")
         if images.shape[1] != config.in_channels:
             raise ValueError(
                 f"{name} must have {config.in_channels} channels, got {images.shape[1]}: "
@@ -172,8 +181,6 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
                 f"{images.shape[-2]}x{images.shape[-1]}: resize them (e.g. image.resize(({config.sample_size}, "
                 f"{config.sample_size}))) or build a model for this size"
             )
-        if not torch.isfinite(images).all():
-            raise ValueError(f"{name} contain NaN or infinite values: clean or drop those images")
 
     def concepts_to_tokens(self, concepts: torch.Tensor) -> torch.Tensor:
         """Map concepts `(B, N)` to tokens `(B, N, token_dim)` (scalar mode only).
@@ -194,7 +201,11 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
         return self.token_mlps(concepts.to(device=weight.device, dtype=weight.dtype))
 
     def forward(self, images: torch.Tensor, return_dict: bool = True):
-        """Encode images `(B, C, H, W)` in [-1, 1] to concepts `(B, N)` and tokens `(B, N, d)`."""
+        """Encode images `(B, C, H, W)` in model space, [-1, 1], to concepts `(B, N)` and tokens `(B, N, d)`.
+
+        Shapes are checked here; values are not (no host sync per training step). The pipeline takes
+        diffusers' [0, 1] images and checks them before calling this.
+        """
         self.check_images(images)
         features = self.backbone(images)
         if self.config.token_mode == "scalar":
@@ -207,30 +218,15 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
             return concepts, tokens
         return ConceptEncoderOutput(concepts=concepts, tokens=tokens)
 
-    def save_pretrained(self, save_directory, **kwargs):
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, variant=None, **kwargs):
         """Save config and safetensors weights, plus a copy of this module as `concept_encoder.py`.
 
         The copy lets `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` (for a pipeline)
         and `diffusers.AutoModel.from_pretrained(..., trust_remote_code=True)` (through the config's
-        `auto_map`) build the encoder where concept-diffusion is not installed.
+        `auto_map`) build the encoder where concept-diffusion is not installed. `variant` names the
+        weights file as diffusers does (`diffusion_pytorch_model.fp16.safetensors`).
         """
-        if kwargs.pop("safe_serialization", True) is False:
+        if not safe_serialization:
             raise ValueError("ConceptEncoder saves safetensors only: drop safe_serialization=False")
-        super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
-        module_name = "concept_encoder"
-        shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(save_directory, f"{module_name}.py"))
-        config_path = os.path.join(save_directory, "config.json")
-        with open(config_path) as file:
-            config = json.load(file)
-        config["auto_map"] = {"AutoModel": f"{module_name}.{type(self).__name__}"}
-        with open(config_path, "w") as file:
-            json.dump(config, file, indent=2, sort_keys=True)
-            file.write("\n")
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        """Push the encoder (weights, config and its own code) with a model card; see `concept_diffusion.hub`."""
-        try:  # a string import: diffusers scans remote code for `import` lines and would warn
-            hub = importlib.import_module("concept_diffusion.hub")
-        except ImportError:  # running as a Hub repo's remote code, without the package
-            return super().push_to_hub(repo_id, **kwargs)
-        return hub.push_encoder_to_hub(self, repo_id, **kwargs)
+        super().save_pretrained(save_directory, safe_serialization=True, variant=variant, **kwargs)
+        shutil.copyfile(os.path.abspath(__file__), os.path.join(save_directory, f"{CODE_MODULE}.py"))

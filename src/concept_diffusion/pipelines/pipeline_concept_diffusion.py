@@ -1,40 +1,46 @@
 """ConceptDiffusionPipeline: encode images to concepts, decode (edited) concepts back to images.
 
-This file imports only torch, diffusers (and what diffusers itself depends on: numpy, PIL,
-huggingface_hub) and the standard library: `save_pretrained` copies it into Hub repos as
-`pipeline.py`, so that users without concept-diffusion can load a pipeline with
-`DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)`.
+This file imports only torch, diffusers (and what diffusers itself depends on: numpy, PIL) and the
+standard library: `save_pretrained` copies it into Hub repos as `pipeline.py`, so that users
+without concept-diffusion can load a pipeline with
+`DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)`. What needs the package (safe
+loading that never runs a folder's code, a push with a model card) is added by the subclass that
+`concept_diffusion.ConceptDiffusionPipeline` exports (`concept_diffusion/pipelines/__init__.py`).
+
+Images follow diffusers' convention: PIL images, numpy arrays (H, W, C) and tensors (B, C, H, W),
+all with values in [0, 1] as `VaeImageProcessor` takes them, so an `output_type="pt"` result can
+be fed back in. The models work in [-1, 1]; `preprocess` and `postprocess` are the only places
+that convert between the two.
 """
 
-import importlib
 import inspect
 import json
+import numbers
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput, make_image_grid
 from diffusers.utils.torch_utils import randn_tensor
 
 ImageInput = Union[PIL.Image.Image, np.ndarray, torch.Tensor, List[PIL.Image.Image], List[np.ndarray], List[torch.Tensor]]
+Generators = Optional[Union[torch.Generator, List[torch.Generator]]]
 
-# What a saved pipeline's model_index.json says, so that plain diffusers finds the remote code:
-# `pipeline.py` at the root and `concept_encoder/concept_encoder.py` beside the encoder weights.
+# The file name plain diffusers looks for at the repo root (model_index.json names it).
 PIPELINE_FILE = "pipeline.py"
-ENCODER_FILE = "concept_encoder.py"
-REQUIRED_COMPONENTS = ("concept_encoder", "unet", "scheduler")
-VAE_CLASSES = ("VQModel", "AutoencoderKL")
-# What from_pretrained downloads from a Hub repo: never pickled weights.
-REPO_ID_PATTERN = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.py", "*.md", "*.png", "*.txt"]
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+IMAGE_FORMATS = "PIL images, numpy arrays (H, W, C) or tensors (B, C, H, W), with values in [0, 1]"
+# Inputs a few thousandths outside [0, 1] (rounding upstream) are clamped; anything further is an error.
+RANGE_TOLERANCE = 1e-3
+PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 @dataclass
@@ -42,8 +48,8 @@ class ConceptDiffusionPipelineOutput(BaseOutput):
     """Output of `ConceptDiffusionPipeline.__call__`.
 
     Args:
-        images: decoded images: a list of PIL images, a numpy array (B, H, W, C) in [0, 1], or a
-            tensor (B, C, H, W) in [0, 1], following `output_type`.
+        images: decoded images, following `output_type`: a list of PIL images, a numpy array
+            (B, H, W, C) in [0, 1], a tensor (B, C, H, W) in [0, 1], or the denoised latents.
         concepts: the concepts (B, N) that were decoded; None when tokens were given.
     """
 
@@ -59,13 +65,123 @@ class ConceptEditOutput(BaseOutput):
         images: the edited images as a grid of `rows x columns`: a list of lists of PIL images, or an
             array / tensor with two leading grid axes, following `output_type`.
         grid: one PIL image of the whole grid, with the inputs in the first column (and, for `swap`,
-            the references in the first row), ready to save.
+            the references in the first row), ready to save; None for `output_type="latent"`.
         concepts: the edited concepts, `(rows, columns, N)`.
     """
 
     images: Union[List[List[PIL.Image.Image]], np.ndarray, torch.Tensor]
-    grid: PIL.Image.Image
+    grid: Optional[PIL.Image.Image]
     concepts: torch.Tensor
+
+
+# ---------------------------------------------------------------------- input checks
+
+
+def _unit_batch(images, name: str, pil_mode: Optional[str]) -> torch.Tensor:
+    """Any accepted image input -> a float32 tensor (B, C, H, W) with B >= 1, values not yet checked."""
+    if isinstance(images, (list, tuple)):
+        return _stack_items(images, name, pil_mode)
+    if isinstance(images, PIL.Image.Image):
+        return _pil_batch(images, name, pil_mode)
+    if isinstance(images, np.ndarray):
+        batch = _numpy_batch(images, name)
+    elif isinstance(images, torch.Tensor):
+        batch = _tensor_batch(images, name)
+    else:
+        raise TypeError(f"{name} must be {IMAGE_FORMATS}, got {type(images).__name__}")
+    if batch.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(batch.shape)}): pass at least one image")
+    return batch
+
+
+def _stack_items(images: Sequence, name: str, pil_mode: Optional[str]) -> torch.Tensor:
+    if len(images) == 0:
+        raise ValueError(f"{name} is an empty list: pass at least one image")
+    batches = []
+    for i, image in enumerate(images):
+        if not isinstance(image, (PIL.Image.Image, np.ndarray, torch.Tensor)):
+            raise TypeError(f"{name}[{i}] is a {type(image).__name__}: a list of images holds {IMAGE_FORMATS}")
+        batches.append(_unit_batch(image, f"{name}[{i}]", pil_mode))
+    shapes = {tuple(batch.shape[1:]) for batch in batches}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{name} holds images of different shapes (channels, height, width) {sorted(shapes)}: "
+            "resize and convert them to one size and mode first"
+        )
+    return torch.cat([batch.to(batches[0].device) for batch in batches])
+
+
+def _pil_batch(image: PIL.Image.Image, name: str, pil_mode: Optional[str]) -> torch.Tensor:
+    if image.mode != pil_mode:
+        hint = f"convert with image.convert({pil_mode!r})" if pil_mode else "pass numpy arrays or tensors instead"
+        raise ValueError(f"{name} must be {pil_mode or 'multi-channel'} images for this encoder, got mode {image.mode!r}: {hint}")
+    if 0 in image.size:
+        raise ValueError(f"{name} is an empty image (size {image.size}): pass an image with pixels")
+    return VaeImageProcessor.numpy_to_pt(VaeImageProcessor.pil_to_numpy(image))
+
+
+def _numpy_batch(array: np.ndarray, name: str) -> torch.Tensor:
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+    elif array.dtype.kind == "f":
+        array = array.astype(np.float32)
+    else:
+        raise TypeError(
+            f"{name} has dtype {array.dtype}: expected floats in [0, 1] or uint8 in 0..255; convert with "
+            "array.astype(np.float32) (divided by 255 if it holds 0..255)"
+        )
+    array = array[None] if array.ndim == 3 else array
+    if array.ndim != 4:
+        raise ValueError(f"{name} as a numpy array must be (H, W, C) or (B, H, W, C), got shape {array.shape}")
+    return VaeImageProcessor.numpy_to_pt(np.ascontiguousarray(array))
+
+
+def _tensor_batch(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    if tensor.dtype == torch.uint8:
+        tensor = tensor.float() / 255.0
+    elif tensor.is_floating_point():
+        tensor = tensor.float()
+    else:
+        raise TypeError(
+            f"{name} has dtype {tensor.dtype}: expected a float tensor with values in [0, 1] (or uint8 in 0..255); "
+            "convert with tensor.float()"
+        )
+    batch = tensor[None] if tensor.ndim == 3 else tensor
+    if batch.ndim != 4:
+        raise ValueError(f"{name} as a tensor must be (C, H, W) or (B, C, H, W), got shape {tuple(tensor.shape)}")
+    return batch
+
+
+def _check_unit_range(batch: torch.Tensor, name: str) -> torch.Tensor:
+    if not torch.isfinite(batch).all():
+        raise ValueError(f"{name} contain NaN or infinite values: clean or drop those images")
+    low, high = float(batch.min()), float(batch.max())
+    if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        raise ValueError(
+            f"{name} have values in [{low:.3g}, {high:.3g}], expected [0, 1] (diffusers' convention): "
+            "divide 0..255 values by 255, map [-1, 1] tensors with (x + 1) / 2"
+        )
+    return batch.clamp(0, 1)
+
+
+def _real_tensor(value, name: str) -> torch.Tensor:
+    """A float32 tensor from a tensor, array or nested list of real numbers; TypeError/ValueError otherwise."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} has dtype {value.dtype}: expected real numbers")
+        return value.float()
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(f"{name} is not a rectangular table of numbers: {error}") from None
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers (a tensor, array or list), got {type(value).__name__} of dtype {array.dtype}")
+    return torch.from_numpy(array.astype(np.float32))
+
+
+def _check_finite(tensor: torch.Tensor, name: str) -> None:
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
 
 
 class ConceptDiffusionPipeline(DiffusionPipeline):
@@ -77,6 +193,7 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         scheduler: any diffusers scheduler; DDIM for sampling by default.
         vae: a `VQModel` or `AutoencoderKL` first stage, or None for diffusion in pixel space.
 
+    Images in and out follow diffusers: PIL, numpy (H, W, C) or tensors (B, C, H, W), in [0, 1].
     Every variant of one image (a reconstruction, each swap, each traversal step) starts from the
     same noise, so an edit is the only difference between two outputs.
 
@@ -90,6 +207,7 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "concept_encoder->unet->vae"
     _optional_components = ["vae"]
+    _callback_tensor_inputs = ["latents", "tokens"]
 
     def __init__(self, concept_encoder, unet, scheduler, vae=None):
         super().__init__()
@@ -102,98 +220,92 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         self.register_modules(concept_encoder=concept_encoder, unet=unet, scheduler=scheduler, vae=vae)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
 
-    # ------------------------------------------------------------------ inputs
+    # ------------------------------------------------------------------ images in and out
 
     def preprocess(self, images: ImageInput, name: str = "images") -> torch.Tensor:
-        """Turn PIL images, numpy arrays (H, W, C) in [0, 1] or tensors (B, C, H, W) in [-1, 1] into a
-        checked batch `(B, C, H, W)` in [-1, 1] on the encoder's device and dtype."""
-        if isinstance(images, (list, tuple)):
-            if len(images) == 0:
-                raise ValueError(f"{name} is an empty list: pass at least one image")
-            if all(isinstance(image, PIL.Image.Image) for image in images):
-                arrays = [self._pil_to_array(image, name) for image in images]
-                batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) * 2 - 1
-            elif all(isinstance(image, np.ndarray) for image in images):
-                return self.preprocess(np.stack(images), name)
-            elif all(isinstance(image, torch.Tensor) for image in images):
-                return self.preprocess(torch.stack(images), name)
-            else:
-                raise ValueError(f"{name} mixes types: pass a list of PIL images, of numpy arrays or of tensors")
-        elif isinstance(images, PIL.Image.Image):
-            return self.preprocess([images], name)
-        elif isinstance(images, np.ndarray):
-            array = images[None] if images.ndim == 3 else images
-            if array.ndim != 4:
-                raise ValueError(f"{name} as a numpy array must be (H, W, C) or (B, H, W, C), got shape {images.shape}")
-            if array.dtype == np.uint8:
-                array = array.astype(np.float32) / 255.0
-            array = array.astype(np.float32)
-            self._check_range(array, 0.0, 1.0, name, "numpy arrays take values in [0, 1] (tensors take [-1, 1])")
-            batch = torch.from_numpy(array).permute(0, 3, 1, 2) * 2 - 1
-        elif isinstance(images, torch.Tensor):
-            batch = images[None] if images.ndim == 3 else images
-            batch = batch.float()
-            self._check_range(batch, -1.0, 1.0, name, "tensors take values in [-1, 1] (numpy arrays take [0, 1])")
-        else:
-            raise ValueError(
-                f"{name} must be PIL images, numpy arrays (H, W, C) in [0, 1] or tensors (B, C, H, W) in [-1, 1], "
-                f"got {type(images).__name__}"
-            )
-        self.concept_encoder.check_images(batch, name)
+        """Check `images` (PIL, numpy (H, W, C) or tensors (B, C, H, W), in [0, 1]) and return the encoder's input: `(B, C, H, W)` in [-1, 1] on
+        the execution device, in the encoder's dtype. Errors name `name`."""
+        batch = _unit_batch(images, name, PIL_MODES.get(self.concept_encoder.config.in_channels))
+        self.concept_encoder.check_images(batch, name)  # channels and size, before looking at values
+        batch = _check_unit_range(batch, name)
+        # Contiguous, so that every input format runs the same kernels and gives the same bits.
+        batch = self.image_processor.normalize(batch).contiguous()
         return batch.to(device=self._execution_device, dtype=self.concept_encoder.dtype)
 
-    def _pil_to_array(self, image: PIL.Image.Image, name: str) -> np.ndarray:
-        channels = self.concept_encoder.config.in_channels
-        expected_mode = {1: "L", 3: "RGB"}.get(channels)
-        if expected_mode is not None and image.mode != expected_mode:
-            raise ValueError(
-                f"{name} must be {expected_mode} images ({channels} channels), got mode {image.mode!r}: "
-                f"convert with image.convert({expected_mode!r})"
-            )
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        return array[..., None] if array.ndim == 2 else array
+    def postprocess(self, images: torch.Tensor, output_type: str = "pil"):
+        """Model-space images `(B, C, H, W)` in [-1, 1] -> PIL images, numpy (B, H, W, C) or tensors, in [0, 1]."""
+        return self.image_processor.postprocess(images.float(), output_type=output_type)
+
+    # ------------------------------------------------------------------ argument checks
 
     @staticmethod
-    def _check_range(values, low: float, high: float, name: str, hint: str) -> None:
-        finite = np.isfinite(values).all() if isinstance(values, np.ndarray) else torch.isfinite(values).all()
-        if not finite:
-            raise ValueError(f"{name} contain NaN or infinite values: clean or drop those images")
-        tolerance = 1e-3
-        if values.min() < low - tolerance or values.max() > high + tolerance:
+    def _check_sampling(num_inference_steps, eta, output_type) -> None:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, numbers.Integral) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be a whole number >= 1, got {num_inference_steps!r}")
+        if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not 0 <= eta < float("inf"):
+            raise ValueError(f"eta must be a number >= 0 (0 = deterministic DDIM), got {eta!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+    @staticmethod
+    def _check_generator(generator, num_noises: int) -> None:
+        if generator is None or isinstance(generator, torch.Generator):
+            return
+        if not isinstance(generator, list) or not all(isinstance(g, torch.Generator) for g in generator):
+            raise TypeError(f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}")
+        if len(generator) != num_noises:
             raise ValueError(
-                f"{name} have values in [{float(values.min()):.3g}, {float(values.max()):.3g}], expected [{low:g}, {high:g}]: {hint}"
+                f"generator is a list of {len(generator)} generators, but {num_noises} starting noise(s) are drawn "
+                f"(one per input image): pass {num_noises} generators, or a single one"
             )
 
-    def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _check_tokens(self, tokens) -> torch.Tensor:
         config = self.concept_encoder.config
+        tokens = _real_tensor(tokens, "tokens")
         expected = (config.num_concepts, config.token_dim)
-        if tokens.ndim != 3 or tuple(tokens.shape[1:]) != expected:
+        if tokens.ndim != 3 or tuple(tokens.shape[1:]) != expected or tokens.shape[0] == 0:
             raise ValueError(
-                f"tokens must have shape (batch, {expected[0]}, {expected[1]}), got {tuple(tokens.shape)}: "
-                "pass tokens as returned by concept_encoder(images).tokens"
+                f"tokens must have shape (batch >= 1, {expected[0]}, {expected[1]}), got {tuple(tokens.shape)}: "
+                "pass tokens as returned by pipe.encode(images, return_tokens=True)"
             )
-        if not torch.isfinite(tokens).all():
-            raise ValueError("tokens contain NaN or infinite values")
+        _check_finite(tokens, "tokens")
         return tokens.to(device=self._execution_device, dtype=self.unet.dtype)
 
-    def _check_concept_indices(self, concept_indices) -> List[int]:
-        indices = [concept_indices] if isinstance(concept_indices, int) else list(concept_indices)
+    def _check_concepts(self, concepts) -> torch.Tensor:
         num_concepts = self.concept_encoder.config.num_concepts
-        if not indices:
-            raise ValueError("concept_indices is empty: name at least one concept, e.g. concept_indices=[0]")
-        for index in indices:
-            if not isinstance(index, (int, np.integer)) or not 0 <= index < num_concepts:
+        concepts = _real_tensor(concepts, "concepts")
+        if concepts.ndim != 2 or concepts.shape[1] != num_concepts or concepts.shape[0] == 0:
+            raise ValueError(
+                f"concepts must have shape (batch >= 1, {num_concepts}), got {tuple(concepts.shape)}: "
+                "pass one value per concept and image, as returned by pipe.encode(images)"
+            )
+        _check_finite(concepts, "concepts")
+        return concepts.to(self._execution_device)
+
+    def _check_concept_indices(self, concept_indices) -> List[int]:
+        if isinstance(concept_indices, (torch.Tensor, np.ndarray)):
+            concept_indices = concept_indices.tolist()
+        if isinstance(concept_indices, (numbers.Integral, np.integer)) and not isinstance(concept_indices, bool):
+            concept_indices = [concept_indices]
+        if not isinstance(concept_indices, (list, tuple, range)):
+            raise TypeError(f"concept indices must be an int or a list of ints, got {type(concept_indices).__name__}")
+        num_concepts = self.concept_encoder.config.num_concepts
+        if not concept_indices:
+            raise ValueError("concept indices are empty: name at least one concept, e.g. concept_indices=[0]")
+        for index in concept_indices:
+            if isinstance(index, bool) or not isinstance(index, (numbers.Integral, np.integer)) or not 0 <= index < num_concepts:
                 raise ValueError(
                     f"concept index {index!r} is out of range: this model has {num_concepts} concepts, "
                     f"indices 0..{num_concepts - 1}"
                 )
-        return [int(index) for index in indices]
+        return [int(index) for index in concept_indices]
 
     # ------------------------------------------------------------------ encoding
 
     @torch.no_grad()
     def encode(self, images: ImageInput, return_tokens: bool = False):
-        """Encode images to their concepts `(B, N)` (and tokens `(B, N, d)` if `return_tokens`).
+        """Encode images (PIL, numpy (H, W, C) or tensors (B, C, H, W), in [0, 1]) to their concepts
+        `(B, N)`, and tokens `(B, N, d)` if `return_tokens`.
 
         Example:
             >>> concepts = pipe.encode(np.random.rand(4, 64, 64, 3))   # (4, 20)
@@ -203,13 +315,9 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             return output.concepts, output.tokens
         return output.concepts
 
-    def concepts_to_tokens(self, concepts: torch.Tensor) -> torch.Tensor:
+    def concepts_to_tokens(self, concepts) -> torch.Tensor:
         """Map (edited) concepts `(B, N)` to the UNet's condition tokens `(B, N, d)`."""
-        if not isinstance(concepts, torch.Tensor):
-            concepts = torch.as_tensor(np.asarray(concepts), dtype=torch.float32)
-        if not torch.isfinite(concepts).all():
-            raise ValueError("concepts contain NaN or infinite values")
-        return self.concept_encoder.concepts_to_tokens(concepts.to(self._execution_device))
+        return self.concept_encoder.concepts_to_tokens(self._check_concepts(concepts))
 
     # ------------------------------------------------------------------ sampling
 
@@ -220,6 +328,22 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         size = config.sample_size if isinstance(config.sample_size, int) else tuple(config.sample_size)[0]
         return (config.in_channels, size, size)
 
+    @property
+    def num_timesteps(self) -> int:
+        """Denoising steps of the last call, as diffusers pipelines report it to callbacks."""
+        return self._num_timesteps
+
+    def _starting_latents(self, latents, num_noises: int, generator) -> torch.Tensor:
+        shape = (num_noises, *self.latent_shape)
+        device, dtype = self._execution_device, self.unet.dtype
+        if latents is None:
+            return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        latents = _real_tensor(latents, "latents")
+        if tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape} (one starting noise per input), got {tuple(latents.shape)}")
+        _check_finite(latents, "latents")
+        return latents.to(device=device, dtype=dtype)
+
     def _denoise(
         self,
         tokens: torch.Tensor,
@@ -227,48 +351,57 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         num_inference_steps: int,
         eta: float,
         generator,
-        latents: Optional[torch.Tensor],
+        latents: Optional[torch.Tensor] = None,
+        callback_on_step_end: Optional[Callable] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> torch.Tensor:
-        """Run the reverse process for `tokens` (B, N, d). Row b starts from noise `noise_index[b]`,
-        so rows that share an index differ only by their tokens."""
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-        device, dtype = self._execution_device, self.unet.dtype
+        """Run the reverse process for `tokens` (B, N, d) and return the final latents. Row b starts
+        from noise `noise_index[b]`, so rows that share an index differ only by their tokens."""
         num_noises = int(noise_index.max()) + 1
         shape = (num_noises, *self.latent_shape)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        latents = latents.to(device=device, dtype=dtype)[noise_index] * self.scheduler.init_noise_sigma
-
+        latents = self._starting_latents(latents, num_noises, generator)[noise_index] * self.scheduler.init_noise_sigma
+        device, dtype = latents.device, latents.dtype
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        self._num_timesteps = len(self.scheduler.timesteps)
         # Schedulers differ in what step() takes; a stochastic DDIM step gets the per-step noise
         # drawn here, shared like the starting noise, instead of drawing it per row itself.
         accepted = set(inspect.signature(self.scheduler.step).parameters)
         step_kwargs = {"eta": eta} if "eta" in accepted else {}
         share_step_noise = eta > 0 and "variance_noise" in accepted
         if not share_step_noise and "generator" in accepted:
-            step_kwargs["generator"] = generator
-        for t in self.progress_bar(self.scheduler.timesteps):
+            # A scheduler drawing its own noise draws one row at a time from a list of generators.
+            step_kwargs["generator"] = [generator[i] for i in noise_index.tolist()] if isinstance(generator, list) else generator
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
             noise_pred = self.unet(model_input, t, encoder_hidden_states=tokens).sample
             if share_step_noise:
                 step_kwargs["variance_noise"] = randn_tensor(shape, generator=generator, device=device, dtype=dtype)[noise_index]
             latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+            if callback_on_step_end is not None:
+                state = {"latents": latents, "tokens": tokens}
+                outputs = callback_on_step_end(self, i, t, {name: state[name] for name in callback_on_step_end_tensor_inputs})
+                latents = outputs.pop("latents", latents)
+                tokens = outputs.pop("tokens", tokens)
         return latents
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (or pixels in pixel space) -> images `(B, C, H, W)` in [-1, 1]."""
+        """Latents (or pixels in pixel space) -> model-space images `(B, C, H, W)` in [-1, 1]."""
         if self.vae is None:
             return latents.clamp(-1, 1)
         latents = latents / self.vae.config.scaling_factor
         return self.vae.decode(latents.to(self.vae.dtype)).sample.clamp(-1, 1)
 
-    def _postprocess(self, images: torch.Tensor, output_type: str):
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
-        return self.image_processor.postprocess(images.float(), output_type=output_type)
+    def _check_callback(self, callback_on_step_end, tensor_inputs) -> Sequence[str]:
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            tensor_inputs = callback_on_step_end.tensor_inputs
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise TypeError(f"callback_on_step_end must be callable, got {type(callback_on_step_end).__name__}")
+        if isinstance(tensor_inputs, str) or not all(name in self._callback_tensor_inputs for name in tensor_inputs):
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs must be a list drawn from {self._callback_tensor_inputs}, "
+                f"got {tensor_inputs!r}"
+            )
+        return list(tensor_inputs)
 
     @torch.no_grad()
     def __call__(
@@ -278,22 +411,28 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         tokens: Optional[torch.Tensor] = None,
         num_inference_steps: int = 50,
         eta: float = 0.0,
-        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        generator: Generators = None,
         latents: Optional[torch.Tensor] = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end: Optional[Callable[["ConceptDiffusionPipeline", int, int, Dict], Dict]] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ):
         """Reconstruct `images`, or decode given (possibly edited) `concepts` or `tokens`. Give exactly one.
 
         Args:
-            images: PIL images, numpy (H, W, C) in [0, 1] or tensors (B, C, H, W) in [-1, 1].
+            images: PIL images, numpy (H, W, C) or tensors (B, C, H, W), with values in [0, 1].
             concepts: `(B, N)`, e.g. `pipe.encode(images)` with some entries changed.
             tokens: `(B, N, d)`, e.g. in "vector" token mode.
             num_inference_steps: denoising steps of the scheduler.
             eta: DDIM's eta (0 = deterministic sampling).
-            generator: for the starting noise; the same generator state gives the same output.
+            generator: for the noise; one generator, or a list with one per image.
             latents: starting noise `(B, C, h, w)` instead of drawing it.
-            output_type: "pil", "np" or "pt".
+            output_type: "pil", "np", "pt" (all in [0, 1]) or "latent" (the denoised latents, not decoded).
+            return_dict: return a `ConceptDiffusionPipelineOutput`, else a tuple `(images, concepts)`.
+            callback_on_step_end: called as `callback(pipe, step, timestep, callback_kwargs)` after each
+                step; it may return a dict whose "latents" (or "tokens") replace the current ones.
+            callback_on_step_end_tensor_inputs: which of "latents", "tokens" `callback_kwargs` holds.
 
         Example:
             >>> out = pipe(images=images, num_inference_steps=20, generator=torch.Generator().manual_seed(0))
@@ -302,14 +441,19 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         given = [name for name, value in (("images", images), ("concepts", concepts), ("tokens", tokens)) if value is not None]
         if len(given) != 1:
             raise ValueError(f"pass exactly one of images, concepts or tokens; got {given or 'none'}")
+        self._check_sampling(num_inference_steps, eta, output_type)
+        tensor_inputs = self._check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         if images is not None:
             concepts, tokens = self.encode(images, return_tokens=True)
         elif concepts is not None:
+            concepts = self._check_concepts(concepts)
             tokens = self.concepts_to_tokens(concepts)
         tokens = self._check_tokens(tokens)
+        self._check_generator(generator, tokens.shape[0])
         noise_index = torch.arange(tokens.shape[0], device=tokens.device)
-        decoded = self.decode_latents(self._denoise(tokens, noise_index, num_inference_steps, eta, generator, latents))
-        result = self._postprocess(decoded, output_type)
+        latents = self._denoise(tokens, noise_index, num_inference_steps, eta, generator, latents,
+                                callback_on_step_end, tensor_inputs)
+        result = latents if output_type == "latent" else self.postprocess(self.decode_latents(latents), output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (result, concepts)
@@ -318,21 +462,30 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ editing
 
     def _edit(self, tokens, noise_index, rows, columns, inputs, header, num_inference_steps, eta, generator, output_type):
-        decoded = self.decode_latents(self._denoise(tokens, noise_index, num_inference_steps, eta, generator, None))
-        tiles = self._postprocess(decoded, "pil")
-        input_tiles = self._postprocess(inputs, "pil")
+        """Decode `rows x columns` edits and draw their grid: inputs in the first column, `header`
+        (model-space images or None) in the first row."""
+        latents = self._denoise(tokens, noise_index, num_inference_steps, eta, generator)
+        if output_type == "latent":
+            return latents.reshape(rows, columns, *latents.shape[1:]), None
+        decoded = self.decode_latents(latents)
+        tiles = self.postprocess(decoded, "pil")
+        input_tiles = self.postprocess(inputs, "pil")
         grid_tiles = []
         if header is not None:
-            grid_tiles += [PIL.Image.new(tiles[0].mode, tiles[0].size, color=0)] + self._postprocess(header, "pil")
+            grid_tiles += [PIL.Image.new(tiles[0].mode, tiles[0].size, color=0)] + self.postprocess(header, "pil")
         for row in range(rows):
             grid_tiles += [input_tiles[row]] + tiles[row * columns : (row + 1) * columns]
         grid = make_image_grid(grid_tiles, rows=rows + (header is not None), cols=columns + 1)
         if output_type == "pil":
-            images = [tiles[row * columns : (row + 1) * columns] for row in range(rows)]
-        else:
-            flat = self._postprocess(decoded, output_type)
-            images = flat.reshape(rows, columns, *flat.shape[1:])
-        return images, grid
+            return [tiles[row * columns : (row + 1) * columns] for row in range(rows)], grid
+        flat = self.postprocess(decoded, output_type)
+        return flat.reshape(rows, columns, *flat.shape[1:]), grid
+
+    @staticmethod
+    def _edit_output(images, grid, concepts, return_dict: bool):
+        if not return_dict:
+            return (images, grid, concepts)
+        return ConceptEditOutput(images=images, grid=grid, concepts=concepts)
 
     @torch.no_grad()
     def swap(
@@ -343,25 +496,31 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         pairwise: bool = False,
         num_inference_steps: int = 50,
         eta: float = 0.0,
-        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        generator: Generators = None,
         output_type: str = "pil",
-    ) -> ConceptEditOutput:
+        return_dict: bool = True,
+    ):
         """Copy the chosen concepts of each reference into each image and decode.
 
         The result is a grid: row i is image i, column j holds image i with the concepts
         `concept_indices` of reference j. With `pairwise=True`, image i only receives reference i's
         concepts (one column; both batches must have the same length). Each row starts from the
-        same noise, so the swapped concepts are the only difference within a row.
+        same noise, so the swapped concepts are the only difference within a row. Returns a
+        `ConceptEditOutput`, or the tuple `(images, grid, concepts)` with `return_dict=False`.
 
         Example:
             >>> out = pipe.swap(images[:4], images[4:8], concept_indices=[2])
             >>> out.grid.save("swap.png")      # first row: references, first column: inputs
         """
         indices = self._check_concept_indices(concept_indices)
+        self._check_sampling(num_inference_steps, eta, output_type)
+        if not isinstance(pairwise, bool):
+            raise TypeError(f"pairwise must be True or False, got {pairwise!r}")
         sources = self.preprocess(images, "images")
         references = self.preprocess(reference_images, "reference_images")
-        source_out, reference_out = self.concept_encoder(sources), self.concept_encoder(references)
         num_sources, num_references = sources.shape[0], references.shape[0]
+        self._check_generator(generator, num_sources)
+        source_out, reference_out = self.concept_encoder(sources), self.concept_encoder(references)
         index = torch.tensor(indices, device=sources.device)
         if pairwise:
             if num_sources != num_references:
@@ -385,7 +544,27 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         tokens = self._check_tokens(tokens.reshape(-1, *tokens.shape[-2:]))
         edited, grid = self._edit(tokens, noise_index, num_sources, columns, sources, header, num_inference_steps, eta, generator, output_type)
         self.maybe_free_model_hooks()
-        return ConceptEditOutput(images=edited, grid=grid, concepts=concepts.reshape(num_sources, columns, -1))
+        return self._edit_output(edited, grid, concepts.reshape(num_sources, columns, -1), return_dict)
+
+    def _sweeps(self, values, concepts: torch.Tensor, indices: List[int]) -> torch.Tensor:
+        """(len(indices), V) values to sweep each concept through; by default mean +- 2 std of the batch."""
+        if values is None:
+            if concepts.shape[0] < 2:
+                raise ValueError("traverse needs values=... with a single image (the default range comes from the batch)")
+            mean, std = concepts[:, indices].mean(0), concepts[:, indices].std(0)
+            steps = torch.linspace(-2, 2, 8, device=concepts.device)
+            return mean[:, None] + std[:, None] * steps[None]
+        sweeps = _real_tensor(values, "values").to(device=concepts.device, dtype=concepts.dtype)
+        sweeps = sweeps.reshape(1) if sweeps.ndim == 0 else sweeps
+        if sweeps.ndim == 1:
+            sweeps = sweeps[None].repeat(len(indices), 1)
+        if sweeps.ndim != 2 or sweeps.shape[0] != len(indices) or sweeps.shape[1] == 0:
+            raise ValueError(
+                f"values must be a sequence of V numbers or a (number of concepts, V) table, got shape "
+                f"{tuple(sweeps.shape)} for {len(indices)} concept(s): e.g. torch.linspace(-2, 2, 8)"
+            )
+        _check_finite(sweeps, "values")
+        return sweeps
 
     @torch.no_grad()
     def traverse(
@@ -395,41 +574,29 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         values: Optional[Union[Sequence[float], torch.Tensor]] = None,
         num_inference_steps: int = 50,
         eta: float = 0.0,
-        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        generator: Generators = None,
         output_type: str = "pil",
-    ) -> ConceptEditOutput:
+        return_dict: bool = True,
+    ):
         """Sweep one concept (or each of several) through `values` and decode.
 
         The grid has one row per (image, concept) pair, image-major, and one column per value.
         `values` is one sweep for every concept, or a `(len(concept_index), V)` table with a sweep per
         concept. Without `values`, each concept sweeps 8 values over its mean +- 2 standard deviations
-        in this batch (which needs at least two images).
+        in this batch (which needs at least two images). Returns a `ConceptEditOutput`, or the tuple
+        `(images, grid, concepts)` with `return_dict=False`.
 
         Example:
             >>> out = pipe.traverse(image, concept_index=3, values=torch.linspace(-2, 2, 8))
             >>> out.grid.save("traversal.png")
         """
         indices = self._check_concept_indices(concept_index)
+        self._check_sampling(num_inference_steps, eta, output_type)
         inputs = self.preprocess(images, "images")
+        num_images = inputs.shape[0]
+        self._check_generator(generator, num_images)
         concepts = self.concept_encoder(inputs).concepts
-        num_images = concepts.shape[0]
-        if values is None:
-            if num_images < 2:
-                raise ValueError("traverse needs values=... with a single image (the default range comes from the batch)")
-            mean, std = concepts[:, indices].mean(0), concepts[:, indices].std(0)
-            steps = torch.linspace(-2, 2, 8, device=concepts.device)
-            sweeps = mean[:, None] + std[:, None] * steps[None]  # (K, V)
-        else:
-            sweeps = torch.as_tensor(values, dtype=concepts.dtype, device=concepts.device)
-            if sweeps.ndim == 1:
-                sweeps = sweeps[None].repeat(len(indices), 1)
-            if sweeps.ndim != 2 or sweeps.shape[0] != len(indices) or sweeps.shape[1] == 0:
-                raise ValueError(
-                    f"values must be a sequence of V numbers or a (number of concepts, V) table, got shape "
-                    f"{tuple(sweeps.shape)} for {len(indices)} concept(s): e.g. torch.linspace(-2, 2, 8)"
-                )
-            if not torch.isfinite(sweeps).all():
-                raise ValueError("values contain NaN or infinite numbers")
+        sweeps = self._sweeps(values, concepts, indices)
         num_values = sweeps.shape[1]
         edited = concepts[:, None, None].repeat(1, len(indices), num_values, 1)  # (B, K, V, N)
         for k, index in enumerate(indices):
@@ -437,23 +604,23 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         rows = num_images * len(indices)
         edited = edited.reshape(rows, num_values, -1)
         tokens = self._check_tokens(self.concepts_to_tokens(edited.reshape(rows * num_values, -1)))
+        # The same noise for every row of one image: draw per image, then repeat per concept.
         noise_index = torch.arange(num_images, device=inputs.device).repeat_interleave(len(indices) * num_values)
         row_inputs = inputs.repeat_interleave(len(indices), dim=0)
-        # The same noise for every row of one image: draw per image, then repeat per concept.
         images_out, grid = self._edit(tokens, noise_index, rows, num_values, row_inputs, None, num_inference_steps, eta, generator, output_type)
         self.maybe_free_model_hooks()
-        return ConceptEditOutput(images=images_out, grid=grid, concepts=edited)
+        return self._edit_output(images_out, grid, edited, return_dict)
 
-    # ------------------------------------------------------------------ saving and loading
+    # ------------------------------------------------------------------ saving
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], safe_serialization: bool = True, **kwargs):
         """Save in the Hub-portable layout: diffusers folders with safetensors weights, plus this
         module as `pipeline.py` and the encoder's module beside its weights.
 
-        The folder loads with `ConceptDiffusionPipeline.from_pretrained(folder)` (the package's own
-        classes) and, without the package, with
-        `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`. The save is atomic: the
-        folder is written beside the target and renamed into place.
+        The folder loads with `concept_diffusion.ConceptDiffusionPipeline.from_pretrained(folder)`
+        (the package's own classes, running none of the folder's code) and, without the package,
+        with `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`. The save is atomic:
+        the folder is written beside the target and renamed into place.
         """
         if not safe_serialization:
             raise ValueError("ConceptDiffusionPipeline saves safetensors only: drop safe_serialization=False")
@@ -465,11 +632,12 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         staging = tempfile.mkdtemp(prefix=".saving-", dir=parent)
         try:
             super().save_pretrained(staging, safe_serialization=True, **kwargs)
-            shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(staging, PIPELINE_FILE))
+            # This module, not a subclass's: the remote code must import only torch and diffusers.
+            shutil.copyfile(os.path.abspath(__file__), os.path.join(staging, PIPELINE_FILE))
             index_path = os.path.join(staging, "model_index.json")
             with open(index_path) as file:
                 index = json.load(file)
-            index["_class_name"] = ["pipeline", type(self).__name__]
+            index["_class_name"] = [os.path.splitext(PIPELINE_FILE)[0], ConceptDiffusionPipeline.__name__]
             index["concept_encoder"] = ["concept_encoder", type(self.concept_encoder).__name__]
             with open(index_path, "w") as file:
                 json.dump(index, file, indent=2, sort_keys=True)
@@ -478,74 +646,6 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs):
-        """Load from a local folder or a Hub repo id, always with the package's own classes.
-
-        The folder's `pipeline.py` and `concept_encoder.py` are never executed; only safetensors
-        weights are read. Components passed as keyword arguments replace the saved ones (e.g.
-        `scheduler=DDPMScheduler.from_config(...)`). Hub options: `revision`, `token`, `cache_dir`,
-        `local_files_only`; `torch_dtype` sets the models' dtype.
-
-        Without concept-diffusion installed (running as a repo's remote code), this falls back to
-        diffusers' own loading.
-        """
-        try:
-            encoder_module = importlib.import_module("concept_diffusion.models.concept_encoder")
-        except ImportError:
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        hub_kwargs = {key: kwargs.pop(key) for key in ("revision", "token", "cache_dir", "local_files_only") if key in kwargs}
-        torch_dtype = kwargs.pop("torch_dtype", None)
-        components = {name: kwargs.pop(name) for name in (*REQUIRED_COMPONENTS, "vae") if name in kwargs}
-        if kwargs:
-            raise ValueError(f"unexpected arguments to from_pretrained: {sorted(kwargs)}")
-        folder = _resolve_folder(os.fspath(pretrained_model_name_or_path), hub_kwargs)
-        index = _read_model_index(folder)
-
-        import diffusers
-
-        model_kwargs = {"use_safetensors": True}
-        if torch_dtype is not None:
-            model_kwargs["torch_dtype"] = torch_dtype
-        for name, entry in index.items():
-            if name.startswith("_") or name in components:
-                continue
-            class_name = entry[1] if isinstance(entry, (list, tuple)) else None
-            if class_name is None:
-                components[name] = None
-                continue
-            subfolder = os.path.join(folder, name)
-            if not os.path.isdir(subfolder):
-                raise FileNotFoundError(
-                    f"{folder} lists the component {name!r} in model_index.json but has no {name}/ folder: "
-                    "the pipeline was saved incompletely; save it again with pipe.save_pretrained(folder)"
-                )
-            if name == "concept_encoder":
-                component_class = encoder_module.ConceptEncoder
-            elif name == "scheduler":
-                component_class = getattr(diffusers, class_name, None)
-                if component_class is None or not issubclass(component_class, diffusers.SchedulerMixin):
-                    raise ValueError(f"{folder}: scheduler class {class_name!r} is not a diffusers scheduler")
-                components[name] = component_class.from_pretrained(subfolder)
-                continue
-            elif name == "unet" and class_name == "UNet2DConditionModel":
-                component_class = diffusers.UNet2DConditionModel
-            elif name == "vae" and class_name in VAE_CLASSES:
-                component_class = getattr(diffusers, class_name)
-            else:
-                raise ValueError(f"{folder}: component {name!r} has class {class_name!r}, which a ConceptDiffusionPipeline cannot use")
-            _check_safetensors(subfolder, name)
-            components[name] = component_class.from_pretrained(subfolder, **model_kwargs)
-        return cls(**components)
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        """Upload the portable layout, the weights and a model card in one commit; see `concept_diffusion.hub`."""
-        try:  # a string import: diffusers scans remote code for `import` lines and would warn
-            hub = importlib.import_module("concept_diffusion.hub")
-        except ImportError:  # running as a Hub repo's remote code, without the package
-            return super().push_to_hub(repo_id, **kwargs)
-        return hub.push_pipeline_to_hub(self, repo_id, **kwargs)
 
 
 def _replace_directory(source: str, target: str) -> None:
@@ -560,54 +660,3 @@ def _replace_directory(source: str, target: str) -> None:
     os.replace(target, backup)
     os.replace(source, target)
     shutil.rmtree(backup, ignore_errors=True)
-
-
-def _resolve_folder(path: str, hub_kwargs: dict) -> str:
-    expanded = os.path.expanduser(path)
-    if os.path.isdir(expanded):
-        return expanded
-    if not REPO_ID_PATTERN.fullmatch(path):
-        raise FileNotFoundError(
-            f"{path} is not a folder, and not a Hub repo id of the form 'user/name': pass the folder written by "
-            "save_pretrained, or a repo id"
-        )
-    # Checks the repo first (a concept-diffusion pipeline with safetensors weights) and explains
-    # Hub failures; only configs, safetensors, code, the card and images are downloaded.
-    return importlib.import_module("concept_diffusion.hub.pull").snapshot_pipeline(path, **hub_kwargs)
-
-
-def _read_model_index(folder: str) -> dict:
-    index_path = os.path.join(folder, "model_index.json")
-    if not os.path.isfile(index_path):
-        raise FileNotFoundError(
-            f"{folder} is not a diffusers pipeline: it has no model_index.json. Pass the folder written by "
-            "ConceptDiffusionPipeline.save_pretrained (or build one with concept_diffusion.build_pipeline)"
-        )
-    with open(index_path) as file:
-        index = json.load(file)
-    class_name = index.get("_class_name")
-    if isinstance(class_name, (list, tuple)):
-        class_name = class_name[-1]
-    if class_name != "ConceptDiffusionPipeline":
-        raise ValueError(
-            f"{folder} holds a {class_name!r} pipeline, not a ConceptDiffusionPipeline: load it with "
-            "diffusers.DiffusionPipeline.from_pretrained instead"
-        )
-    missing = [name for name in REQUIRED_COMPONENTS if not isinstance(index.get(name), (list, tuple)) or index[name][1] is None]
-    if missing:
-        raise ValueError(f"{folder}/model_index.json lacks the component(s) {missing}: a ConceptDiffusionPipeline needs {list(REQUIRED_COMPONENTS)}")
-    return index
-
-
-def _check_safetensors(subfolder: str, name: str) -> None:
-    files = os.listdir(subfolder)
-    if any(file.endswith(".safetensors") for file in files):
-        return
-    pickled = [file for file in files if file.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
-    if pickled:
-        raise ValueError(
-            f"{subfolder} has only pickled weights ({', '.join(sorted(pickled))}); concept-diffusion loads safetensors "
-            f"only, because unpickling runs arbitrary code. Convert the {name} weights to safetensors "
-            "(load them yourself from a source you trust, then save_pretrained)"
-        )
-    raise FileNotFoundError(f"{subfolder} has no weights for the {name}: expected a .safetensors file")

@@ -43,39 +43,24 @@ def build_pipeline(name_or_folder: Union[str, os.PathLike] = "tiny", seed: Optio
         >>> pipe = build_pipeline("tiny")
         >>> out = pipe(images=np.random.rand(2, 32, 32, 3), num_inference_steps=2, output_type="np")
     """
-    import diffusers
-
-    from concept_diffusion.models import ConceptEncoder
+    from concept_diffusion.hub.loading import component_classes, read_model_index
     from concept_diffusion.pipelines import ConceptDiffusionPipeline
-    from concept_diffusion.pipelines.pipeline_concept_diffusion import VAE_CLASSES, _read_model_index
 
     folder = preset_folder(name_or_folder)
-    index = _read_model_index(folder)
+    classes = component_classes(read_model_index(folder), folder)
     components = {}
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        for name, entry in sorted(index.items()):
-            if name.startswith("_"):
-                continue
-            class_name = entry[1]
-            if class_name is None:
+        for name, component_class in sorted(classes.items()):
+            if component_class is None:
                 components[name] = None
                 continue
             config_path = os.path.join(folder, name, "scheduler_config.json" if name == "scheduler" else "config.json")
             if not os.path.isfile(config_path):
                 raise FileNotFoundError(f"{folder}: component {name!r} has no config at {config_path}")
             with open(config_path) as file:
-                config = json.load(file)
-            if name == "concept_encoder":
-                component_class = ConceptEncoder
-            elif name == "vae" and class_name not in VAE_CLASSES:
-                raise ValueError(f"{config_path}: vae class {class_name!r} is not one of {VAE_CLASSES}")
-            else:
-                component_class = getattr(diffusers, class_name, None)
-                if component_class is None:
-                    raise ValueError(f"{config_path}: {class_name!r} is not a diffusers class")
-            component = component_class.from_config(config)
+                component = component_class.from_config(json.load(file))
             if isinstance(component, torch.nn.Module):
                 component.eval()
             components[name] = component
