@@ -126,6 +126,8 @@ def render_model_card(
     dataset: Optional[str] = None,
     training_config: Optional[Mapping[str, Any]] = None,
     swap_grid: Optional[str] = None,
+    traversal_grid: Optional[str] = None,
+    concept_factor_map: Optional[str] = None,
     revision: str = "main",
     license: str = "apache-2.0",
 ):
@@ -141,6 +143,9 @@ def render_model_card(
             "shapes3d-procedural").
         training_config: the training settings, shown as a table.
         swap_grid: file name, inside the repo, of a swap grid image uploaded with the card.
+        traversal_grid: file name, inside the repo, of a traversal grid image (one row per concept).
+        concept_factor_map: file name, inside the repo, of the concept-factor map heatmap
+            (`concept_diffusion.evaluation.concept_factors`).
         revision: the revision the loading examples pin.
 
     Example:
@@ -180,6 +185,8 @@ def render_model_card(
         "paper_reference": _paper_reference(dataset),
         "training_rows": _training_rows(training_config),
         "swap_grid": swap_grid,
+        "traversal_grid": traversal_grid,
+        "concept_factor_map": concept_factor_map,
         # save_pretrained writes config.json's auto_map for encoders registered with an auto class.
         "has_auto_map": getattr(components["concept_encoder"], "_auto_class", None) is not None or "auto_map" in encoder_config,
     }
