@@ -58,7 +58,7 @@ class HFGroundTruthData(GroundTruthData):
 
     Factor columns are, in order: `factor_names` if given, else every `ClassLabel` column, else
     every integer column. Every factor combination must occur at least once; where one occurs
-    several times (e.g. SmallNORB's instances), `sample_observations_from_factors` picks one with
+    several times (e.g. SmallNORB's instances), `sample_indices_from_factors` picks one with
     `random_state` and indices run over all rows grouped by factors.
 
     Example:
@@ -126,11 +126,11 @@ class HFGroundTruthData(GroundTruthData):
         """Index of the first image with each factor tuple."""
         return self._first[super().factors_to_index(factors)]
 
-    def sample_observations_from_factors(self, factors, random_state: np.random.RandomState) -> np.ndarray:
+    def sample_indices_from_factors(self, factors, random_state: np.random.RandomState) -> np.ndarray:
         flat = super().factors_to_index(factors)
         counts = self._counts[flat]
         offsets = random_state.randint(counts) if counts.max() > 1 else 0
-        return self.images(self._first[flat] + offsets)
+        return self._first[flat] + offsets
 
     def _images_at(self, indices: np.ndarray) -> np.ndarray:
         rows = self._rows[indices]
@@ -161,13 +161,10 @@ def push_ground_truth_to_hub(data_or_dataset, repo_id: str, *, private: bool = F
     import datasets
     from huggingface_hub import DatasetCard, DatasetCardData, constants
 
-    from concept_diffusion.data.sources import CARD_INFO
-
     if isinstance(data_or_dataset, GroundTruthData):
-        info = next((CARD_INFO[c] for c in type(data_or_dataset).__mro__ if c in CARD_INFO), {})
         data, dataset = data_or_dataset, to_hf_dataset(data_or_dataset)
     elif isinstance(data_or_dataset, datasets.Dataset):
-        info, dataset = {}, data_or_dataset
+        dataset = data_or_dataset
         data = HFGroundTruthData(dataset, source="data_or_dataset")
     else:
         raise ValueError(
@@ -178,7 +175,8 @@ def push_ground_truth_to_hub(data_or_dataset, repo_id: str, *, private: bool = F
     # push_to_hub wrote a README whose YAML (configs, dataset_info) lets `datasets` load the repo:
     # the card keeps that metadata and adds ours.
     metadata = DatasetCard.load(repo_id, repo_type="dataset", token=token).data.to_dict()
-    license = info.get("license", metadata.get("license", "other"))
+    # A converted dataset carries no provenance of its own: the card keeps what the Hub already says.
+    license = data.license if isinstance(data_or_dataset, GroundTruthData) else metadata.get("license", "other")
     pretty_name = metadata.get("pretty_name") or repo_id.split("/")[-1]
     metadata.update(license=license, pretty_name=pretty_name,
                     tags=sorted(set(metadata.get("tags", [])) | {"disentanglement", "concept-diffusion"}))
@@ -197,9 +195,9 @@ def push_ground_truth_to_hub(data_or_dataset, repo_id: str, *, private: bool = F
         image_size=data.image_size,
         num_channels=data.num_channels,
         factors=factors,
-        source=info.get("source", "converted with concept-diffusion"),
+        source=data.provenance,
         license=license,
-        citation=info.get("citation", "(see the original data set)"),
+        citation=data.citation,
     )
     card.push_to_hub(repo_id, repo_type="dataset", token=token, commit_message="Add dataset card")
     return f"{constants.ENDPOINT}/datasets/{repo_id}"

@@ -26,48 +26,6 @@ OFFICIAL_FILES = {
     "FOLDER or user/name": "a datasets folder (save_to_disk) or Hub dataset repo written by to_hf_dataset",
 }
 
-SHAPES3D_CITATION = "@misc{3dshapes18,\n  title={3D Shapes Dataset},\n  author={Burgess, Chris and Kim, Hyunjik},\n  howpublished={https://github.com/deepmind/3dshapes-dataset/},\n  year={2018}\n}"
-DSPRITES_CITATION = "@misc{dsprites17,\n  author={Matthey, Loic and Higgins, Irina and Hassabis, Demis and Lerchner, Alexander},\n  title={dSprites: Disentanglement testing Sprites dataset},\n  howpublished={https://github.com/deepmind/dsprites-dataset/},\n  year={2017}\n}"
-
-# What a dataset card says about where the images come from.
-CARD_INFO = {
-    Shapes3DProcedural: dict(
-        source="Rendered procedurally by concept-diffusion (a ray-cast re-creation of DeepMind's 3dshapes scene and factor grid).",
-        license="apache-2.0",
-        citation=SHAPES3D_CITATION,
-    ),
-    DSpritesProcedural: dict(
-        source="Rendered procedurally by concept-diffusion (a re-creation of DeepMind's dSprites factor grid).",
-        license="apache-2.0",
-        citation=DSPRITES_CITATION,
-    ),
-    Shapes3D: dict(
-        source="DeepMind's 3dshapes.h5 (https://github.com/deepmind/3dshapes-dataset), converted by concept-diffusion.",
-        license="apache-2.0",
-        citation=SHAPES3D_CITATION,
-    ),
-    DSprites: dict(
-        source="DeepMind's dSprites .npz (https://github.com/deepmind/dsprites-dataset), converted by concept-diffusion.",
-        license="apache-2.0",
-        citation=DSPRITES_CITATION,
-    ),
-    MPI3D: dict(
-        source="MPI3D (https://github.com/rr-learning/disentanglement_dataset), converted by concept-diffusion.",
-        license="cc-by-4.0",
-        citation="@inproceedings{gondal2019transfer,\n  title={On the Transfer of Inductive Bias from Simulation to the Real World: a New Disentanglement Dataset},\n  author={Gondal, Muhammad Waleed and Wuthrich, Manuel and Miladinovic, Djordje and Locatello, Francesco and Breidt, Martin and Volchkov, Valentin and Akpo, Joel and Bachem, Olivier and Sch{\\\"o}lkopf, Bernhard and Bauer, Stefan},\n  booktitle={NeurIPS},\n  year={2019}\n}",
-    ),
-    Cars3D: dict(
-        source="Cars3D from 'Deep Visual Analogy-Making' (http://www.scottreed.info/), resized and converted by concept-diffusion.",
-        license="other",
-        citation="@inproceedings{reed2015deep,\n  title={Deep Visual Analogy-Making},\n  author={Reed, Scott E and Zhang, Yi and Zhang, Yuting and Lee, Honglak},\n  booktitle={NeurIPS},\n  year={2015}\n}",
-    ),
-    SmallNORB: dict(
-        source="SmallNORB (https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/), left camera, resized and converted by concept-diffusion.",
-        license="other",
-        citation="@inproceedings{lecun2004learning,\n  title={Learning Methods for Generic Object Recognition with Invariance to Pose and Lighting},\n  author={LeCun, Yann and Huang, Fu Jie and Bottou, Leon},\n  booktitle={CVPR},\n  year={2004}\n}",
-    ),
-}
-
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
