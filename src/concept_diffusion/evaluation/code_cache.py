@@ -78,25 +78,37 @@ class CodeCache:
         return self._codes[indices]
 
     def prefetch(self, indices):
-        """Render and encode the images at `indices` (any order, repeats allowed) not encoded yet."""
+        """Render and encode the images at `indices` (any order, repeats allowed) not encoded yet.
+
+        The next chunk is rendered in a thread while the current one is encoded: rendering is
+        numpy and encoding torch, both of which release the GIL.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         from tqdm.auto import tqdm
 
         needed = np.unique(np.asarray(indices, dtype=np.int64))
         needed = needed[~self._known[needed]]
         if not needed.size:
             return
-        show = self.progress and needed.size > RENDER_CHUNK
+        chunks = [needed[start : start + RENDER_CHUNK] for start in range(0, needed.size, RENDER_CHUNK)]
+        show = self.progress and len(chunks) > 1
         with tqdm(total=int(needed.size), desc="encoding distinct images", unit="img", unit_scale=True,
-                  disable=not show, leave=False) as bar:
-            for start in range(0, needed.size, RENDER_CHUNK):
-                chunk = needed[start : start + RENDER_CHUNK]
-                codes = check_codes(self.representation_fn(self.data.images(chunk)), len(chunk))
-                if self._codes is None:
-                    self._codes = np.empty((len(self.data), codes.shape[1]), dtype=codes.dtype)
-                self._codes[chunk] = codes
-                self._known[chunk] = True
-                self.num_encoded += len(chunk)
+                  disable=not show, leave=False) as bar, ThreadPoolExecutor(1) as renderer:
+            images = renderer.submit(self.data.images, chunks[0])
+            for number, chunk in enumerate(chunks):
+                observations = images.result()
+                if number + 1 < len(chunks):
+                    images = renderer.submit(self.data.images, chunks[number + 1])
+                self._store(chunk, check_codes(self.representation_fn(observations), len(chunk)))
                 bar.update(len(chunk))
+
+    def _store(self, indices, codes):
+        if self._codes is None:
+            self._codes = np.empty((len(self.data), codes.shape[1]), dtype=codes.dtype)
+        self._codes[indices] = codes
+        self._known[indices] = True
+        self.num_encoded += len(indices)
 
 
 def check_deterministic(data, representation_fn, num_images=8):
