@@ -43,7 +43,9 @@ class ImageOnlyData(ImageShape, Dataset):
 def load_training_data(source: str, image_size: int):
     """Return `(torch_dataset, ground_truth_or_None)` for `source` at `image_size`.
 
-    Data with factor columns (anything `load_ground_truth` opens) is scored during training; a
+    Data with factors (anything `load_ground_truth` opens: a factor grid, or labelled images
+    without one, such as a folder of images with a metadata.csv) is scored during training (on
+    labelled images without a grid, with the pair metrics dci, mig, sap and modularity only); a
     `datasets` folder or Hub data set with images only is trained on without metrics.
     """
     from concept_diffusion.data import load_ground_truth
