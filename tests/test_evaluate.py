@@ -152,11 +152,10 @@ def test_cached_scores_equal_uncached_bit_for_bit_and_each_image_is_encoded_once
 
 
 def test_the_cache_encodes_exactly_the_distinct_images_drawn():
-    from concept_diffusion.data import load_ground_truth
     from concept_diffusion.evaluation.code_cache import CodeCache, IndexedObservations
     from concept_diffusion.evaluation.factor_vae import factor_vae_draws
 
-    data = load_ground_truth("dsprites-procedural", image_size=8)
+    data = small_grid(8)
     seen = []
 
     def representation(observations):
