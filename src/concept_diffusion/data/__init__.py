@@ -14,9 +14,10 @@ from concept_diffusion.data.cars3d import Cars3D
 from concept_diffusion.data.dsprites import DSprites
 from concept_diffusion.data.dsprites_procedural import DSpritesProcedural
 from concept_diffusion.data.ground_truth import FactorData, GroundTruthData
-from concept_diffusion.data.hf_datasets import HFGroundTruthData, push_ground_truth_to_hub, to_hf_dataset
+from concept_diffusion.data.hf_datasets import HFGroundTruthData, to_hf_dataset
 from concept_diffusion.data.labelled import LabelledImages
 from concept_diffusion.data.mpi3d import MPI3D
+from concept_diffusion.data.push import push_ground_truth_to_hub
 from concept_diffusion.data.shapes3d import Shapes3D
 from concept_diffusion.data.shapes3d_procedural import Shapes3DProcedural
 from concept_diffusion.data.smallnorb import SmallNORB

@@ -41,6 +41,7 @@ class FactorData(ImageShape, ABC):
     """
 
     factor_names: list[str]
+    factor_values: list[list[str]] | None = None     # names of each factor's values, where known
     observation_shape: tuple[int, int, int]
     has_factor_grid: bool = False
     citation: str = "(see the original data set)"
@@ -158,7 +159,6 @@ class GroundTruthData(FactorData):
     """
 
     factor_sizes: list[int]
-    factor_values: list[list[str]] | None = None
     has_factor_grid = True
 
     # --- shape of the data -------------------------------------------------------------------

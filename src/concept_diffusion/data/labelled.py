@@ -78,6 +78,8 @@ class LabelledImages(FactorData):
             features[name].num_classes if isinstance(features[name], datasets.ClassLabel) else int(column.max()) + 1
             for name, column in zip(self.factor_names, self._factors.T)
         ]
+        if all(isinstance(features[name], datasets.ClassLabel) for name in self.factor_names):
+            self.factor_values = [list(features[name].names) for name in self.factor_names]
         self._dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
         self._image_column = image_column
         self.observation_shape = decode_images([self._dataset[0][image_column]]).shape[1:]
