@@ -87,18 +87,21 @@ def test_the_pair_metrics_score_labelled_images_and_the_grid_metrics_refuse(whic
             evaluate(tiny_pipeline, source, ["dci", metric], progress=False)
 
 
-def test_labelled_images_train_with_the_tiny_preset_and_are_scored(image_folder, tmp_path):
+def test_labelled_images_train_with_the_tiny_preset_and_are_scored(image_folder, tmp_path, caplog):
     from concept_diffusion.training import AutoencoderTrainingConfig, TrainingConfig, build_config, train, train_autoencoder
 
     vae = train_autoencoder(build_config(AutoencoderTrainingConfig, dict(preset="tiny", output_dir=str(tmp_path / "vae"), max_steps=1, batch_size=4)))
     config = build_config(TrainingConfig, dict(
         preset="tiny", data=image_folder, vae=vae, output_dir=str(tmp_path / "run"), max_steps=2, batch_size=4,
-        lr_warmup_steps=1, eval_every=0, eval_metrics=["dci", "mig"], eval_samples=40, checkpoint_every=0,
+        lr_warmup_steps=1, eval_every=0, eval_metrics=["factor_vae", "dci", "mig"], eval_samples=40, checkpoint_every=0,
         report_to="none", sample_steps=2, latent_scale_batches=1, log_every=1,
     ))
-    result = train(config)
+    with caplog.at_level("WARNING"):
+        result = train(config)
     assert result.step == 2
     assert {"dci.disentanglement", "mig.discrete_mig"} <= set(result.metrics)
+    assert not any(key.startswith("factor_vae") for key in result.metrics)
+    assert sum("factor_vae need one and are skipped" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_bad_image_folders_are_clear_errors(tmp_path):
