@@ -1,14 +1,17 @@
-"""Time each disentanglement metric at disentanglement_lib's full default sizes on a 20-code
-representation of shapes3d-procedural, and compare DCI's `fast` option with the exact value.
+"""Time the user's path, `evaluate` on a saved pipeline end to end, beside each metric alone.
 
-What is timed: the metric alone. Observations come from shapes3d-procedural's own
-`sample_factors` (so the random draws are the real ones) but are the factor vectors themselves
-instead of rendered images, and the representation is a fixed 20-code numpy map of them; so
-neither rendering nor an encoder is inside the metric times. Rendering is timed separately and
-reported as images/s with the number of images each metric would render.
+End to end: `evaluate(PIPELINE, "shapes3d-procedural", all six metrics)` at disentanglement_lib's
+full default sizes, timed from the saved folder to the scores (loading, rendering, encoding each
+distinct image once, the metrics); with `--uncached`, also the same call encoding every draw as
+disentanglement_lib does (the time before the code cache), and whether the scores are identical.
 
-    python benchmarks/metrics_speed.py              # full sizes, 3 repeats (1 for exact DCI)
-    python benchmarks/metrics_speed.py --scale 0.1  # every sample size x0.1, for a quick look
+Metric alone: observations come from shapes3d-procedural's own `sample_factors` (so the random
+draws are the real ones) but are the factor vectors themselves instead of rendered images, and the
+representation is a fixed 20-code numpy map of them; so neither rendering nor an encoder is inside
+the metric times. DCI's `fast` option is compared with the exact value.
+
+    python benchmarks/metrics_speed.py --pipeline outputs/quickstart/pipeline   # full sizes
+    python benchmarks/metrics_speed.py --pipeline cpu --scale 0.02 --repeats 1  # a quick look
 """
 
 import argparse
@@ -21,7 +24,7 @@ import time
 import numpy as np
 
 from concept_diffusion.data import load_ground_truth
-from concept_diffusion.evaluation import METRICS
+from concept_diffusion.evaluation import METRICS, evaluate
 from concept_diffusion.evaluation.evaluate import _defaults
 
 
@@ -65,69 +68,107 @@ def observations_drawn(name, sizes):
     return sizes["num_train"] + sizes.get("num_test", 0)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every sample size (default 1: full sizes)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dci-repeats", type=int, default=1, help="exact DCI takes minutes; repeat it this often")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "metrics_speed.json"))
-    args = parser.parse_args()
+def scaled_sizes(name, scale):
+    """The metric's sample sizes (num_*) times `scale`, at least 2 each."""
+    sizes = {key: value for key, value in _defaults(name).items() if key.startswith("num_") and key != "num_bins"}
+    return {key: max(2, int(value * scale)) for key, value in sizes.items()}
 
+
+def time_end_to_end(pipeline, scale, cache):
+    """Seconds and scores of `evaluate` from a saved folder (or a preset built untrained) to the scores."""
+    metric_kwargs = {name: scaled_sizes(name, scale) for name in METRICS}
+    start = time.perf_counter()
+    if os.path.isdir(pipeline):
+        model = pipeline                     # evaluate loads it: loading is part of the user's path
+    else:
+        import torch
+
+        from concept_diffusion import build_pipeline
+
+        torch.manual_seed(0)
+        model = build_pipeline(pipeline)
+    scores = evaluate(model, "shapes3d-procedural", list(METRICS), metric_kwargs=metric_kwargs, cache=cache)
+    return time.perf_counter() - start, scores
+
+
+def time_metrics_alone(scale, repeats, dci_repeats):
+    """Median seconds of each metric on factor-vector observations (no rendering, no encoder)."""
     real = load_ground_truth("shapes3d-procedural")
     data = FactorsAsObservations(real)
     representation_fn = make_representation(real.num_factors)
-    results = {"cores": len(os.sched_getaffinity(0)), "scale": args.scale, "metrics": {}}
-
     real.sample(5000, np.random.RandomState(1))  # builds the one-time geometry maps: steady state below
     start = time.perf_counter()
     real.sample(5000, np.random.RandomState(0))
     images_per_second = 5000 / (time.perf_counter() - start)
-    results["rendering_images_per_second"] = images_per_second
-
-    runs = [(name, False) for name in METRICS] + [("dci", True)]
-    exact_dci = None
-    for name, fast in runs:
-        sizes = {key: value for key, value in _defaults(name).items() if key.startswith("num_") and key != "num_bins"}
-        sizes = {key: max(2, int(value * args.scale)) for key, value in sizes.items()}
+    entries, exact_dci = {}, None
+    for name, fast in [(name, False) for name in METRICS] + [("dci", True)]:
+        sizes = scaled_sizes(name, scale)
         kwargs = dict(sizes)
-        if name in ("dci", "sap"):
-            kwargs["estimator_random_state"] = np.random.RandomState(0)
         if name == "dci":
             kwargs["fast"] = fast
         times, scores = [], None
-        repeats = args.dci_repeats if (name == "dci" and not fast) else args.repeats
-        for _ in range(repeats):
-            if "estimator_random_state" in kwargs:
+        for _ in range(dci_repeats if (name == "dci" and not fast) else repeats):
+            if name in ("dci", "sap"):
                 kwargs["estimator_random_state"] = np.random.RandomState(0)
             start = time.perf_counter()
             scores = METRICS[name](data, representation_fn, np.random.RandomState(0), **kwargs)
             times.append(time.perf_counter() - start)
-        label = "dci_fast" if fast else name
         entry = {"median_s": statistics.median(times), "times_s": times, "scores": scores, "sizes": sizes}
-        all_sizes = {**_defaults(name), **sizes}
-        entry["rendered_images"] = observations_drawn(name, all_sizes)
-        entry["rendering_s_estimate"] = entry["rendered_images"] / images_per_second
+        entry["draws"] = observations_drawn(name, {**_defaults(name), **sizes})
         if name == "dci" and not fast:
             exact_dci = scores
         if fast and exact_dci is not None:
             entry["abs_difference_from_exact"] = {key: abs(scores[key] - exact_dci[key]) for key in scores}
-        results["metrics"][label] = entry
-        print(f"{label:<11} {entry['median_s']:8.2f} s  {json.dumps(scores)}", flush=True)
+        entries["dci_fast" if fast else name] = entry
+        print(f"{'dci_fast' if fast else name:<11} {entry['median_s']:8.2f} s  {json.dumps(scores)}", flush=True)
+    return entries, images_per_second
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipeline", default="cpu", help="a saved pipeline's folder, or a preset name built untrained (default: cpu)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every sample size (default 1: full sizes)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each cheap metric alone (median)")
+    parser.add_argument("--dci-repeats", type=int, default=1, help="exact DCI takes half a minute; repeat it this often")
+    parser.add_argument("--uncached", action="store_true", help="also time evaluate(cache=False): every draw encoded (minutes)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "metrics_speed.json"))
+    args = parser.parse_args()
+
+    results = {"cores": len(os.sched_getaffinity(0)), "torch_threads": None, "scale": args.scale, "pipeline": args.pipeline}
+    import torch
+
+    results["torch_threads"] = torch.get_num_threads()
+    end_to_end, scores = time_end_to_end(args.pipeline, args.scale, cache=True)
+    results["end_to_end"] = {"cached_s": end_to_end, "scores": scores}
+    print(f"evaluate end to end (6 metrics): {end_to_end:.1f} s", flush=True)
+    if args.uncached:
+        uncached, uncached_scores = time_end_to_end(args.pipeline, args.scale, cache=False)
+        results["end_to_end"].update(uncached_s=uncached, uncached_scores_identical=uncached_scores == scores)
+        print(f"evaluate end to end, every draw encoded: {uncached:.1f} s (scores identical: {uncached_scores == scores})", flush=True)
+    results["metrics"], results["rendering_images_per_second"] = time_metrics_alone(args.scale, args.repeats, args.dci_repeats)
     exact_total = sum(entry["median_s"] for label, entry in results["metrics"].items() if label != "dci_fast")
-    fast_total = exact_total - results["metrics"]["dci"]["median_s"] + results["metrics"]["dci_fast"]["median_s"]
-    results["total_exact_s"], results["total_with_fast_dci_s"] = exact_total, fast_total
-    print(f"\n{'metric':<11} {'median s':>9} {'rendered images':>16} {'rendering s (est.)':>19}")
-    for label, entry in results["metrics"].items():
-        print(f"{label:<11} {entry['median_s']:9.2f} {entry['rendered_images']:16d} {entry['rendering_s_estimate']:19.1f}")
-    print(f"total (exact): {exact_total:.1f} s; with fast DCI: {fast_total:.1f} s; rendering {images_per_second:.0f} images/s")
-    if "abs_difference_from_exact" in results["metrics"]["dci_fast"]:
-        print("fast DCI - exact:", json.dumps(results["metrics"]["dci_fast"]["abs_difference_from_exact"]))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as file:
-        json.dump(results, file, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    results["total_metrics_alone_s"] = exact_total
+    print_table(results)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    from concept_diffusion.atomic import write_json
+
+    write_json(args.out, results)
+    print(f"wrote {args.out}")
     return 0
+
+
+def print_table(results):
+    print(f"\n{'metric alone':<13} {'median s':>9} {'draws':>10}")
+    for label, entry in results["metrics"].items():
+        print(f"{label:<13} {entry['median_s']:9.2f} {entry['draws']:10d}")
+    total, end_to_end = results["total_metrics_alone_s"], results["end_to_end"]
+    print(f"\n{'what':<50} {'seconds':>8}")
+    print(f"{'six metrics alone (exact DCI)':<50} {total:8.1f}")
+    print(f"{'evaluate end to end, each distinct image once':<50} {end_to_end['cached_s']:8.1f}")
+    if "uncached_s" in end_to_end:
+        print(f"{'evaluate end to end, every draw encoded':<50} {end_to_end['uncached_s']:8.1f}")
+    print(f"{'rendering + encoding + loading (end to end - alone)':<50} {end_to_end['cached_s'] - total:8.1f}")
+    print(f"({results['cores']} cores, {results['torch_threads']} torch threads, scale {results['scale']}, pipeline {results['pipeline']})")
 
 
 if __name__ == "__main__":

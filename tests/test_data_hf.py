@@ -113,3 +113,19 @@ def test_push_to_hub_and_load_back(tiny, hub_server, hub_repo_id):
     data = load_ground_truth(hub_repo_id)
     assert data.factor_names == tiny.factor_names and data.factor_sizes == tiny.factor_sizes
     np.testing.assert_array_equal(data._images_uint8(np.arange(64)), tiny._images_uint8(np.arange(64)))
+
+
+def test_a_labelled_subset_pushes_and_loads_back_without_a_grid(tiny, hub_server, hub_repo_id):
+    from huggingface_hub import DatasetCard
+
+    from concept_diffusion.data import LabelledImages
+
+    subset = to_hf_dataset(tiny).select(range(40))      # 40 of the 64 combinations
+    push_ground_truth_to_hub(subset, hub_repo_id)
+    assert "40 images labelled with 6 known factors" in DatasetCard.load(hub_repo_id, repo_type="dataset").text
+    data = load_ground_truth(hub_repo_id)
+    assert isinstance(data, LabelledImages) and data.factor_sizes == tiny.factor_sizes
+    factors, images = data.sample(10, np.random.RandomState(0))
+    rows = np.random.RandomState(0).randint(40, size=10)
+    np.testing.assert_array_equal(factors, tiny.index_to_factors(rows))
+    np.testing.assert_array_equal(np.rint(images * 255).astype(np.uint8), tiny._images_uint8(rows))

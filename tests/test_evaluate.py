@@ -99,3 +99,95 @@ def test_cli_evaluates_a_saved_pipeline(tiny_pipeline, tmp_path, monkeypatch):
     assert args.func(args) == 0
     assert calls["metrics"] == "mig"
     assert set(json.loads(out.read_text())) == {"mig.discrete_mig"}
+
+
+SIX_SMALL = {
+    # prune_threshold 0: the untrained codes vary little, and every vote must be drawn and encoded.
+    "factor_vae": {"num_train": 30, "num_eval": 15, "num_variance_estimate": 300, "batch_size": 16, "prune_threshold": 0.0},
+    "dci": {"num_train": 150, "num_test": 60},
+    "mig": {"num_train": 150},
+    "sap": {"num_train": 150, "num_test": 60},
+    "modularity": {"num_train": 150, "num_test": 60},
+    "beta_vae": {"num_train": 30, "num_eval": 15, "batch_size": 8},
+}
+
+
+def small_grid(image_size=32):
+    """A 3 x 4 x 5 grid of RGB images: 60 distinct images, so draws repeat many times."""
+    from concept_diffusion.data import GroundTruthData
+
+    class SmallGrid(GroundTruthData):
+        factor_names = ["red", "green", "stripe"]
+        factor_sizes = [3, 4, 5]
+        observation_shape = (image_size, image_size, 3)
+
+        def _images_at(self, indices):
+            factors = self.index_to_factors(indices)
+            images = np.zeros((len(indices), image_size, image_size, 3), np.float32)
+            images[..., 0] = factors[:, 0, None, None] / 2
+            images[..., 1] = factors[:, 1, None, None] / 3
+            columns = np.arange(image_size)
+            images[..., 2] = (columns[None, None, :] // 4 == factors[:, 2, None, None]).astype(np.float32)
+            return images
+
+    return SmallGrid()
+
+
+def test_cached_scores_equal_uncached_bit_for_bit_and_each_image_is_encoded_once(tiny_pipeline):
+    encoder = tiny_pipeline.concept_encoder
+    data = small_grid(encoder.config.sample_size)
+    encoded = []
+    hook = encoder.register_forward_hook(lambda module, inputs, output: encoded.append(len(inputs[0])))
+    try:
+        cached = evaluate(tiny_pipeline, data, list(SIX_SMALL), metric_kwargs=SIX_SMALL, fast=True, progress=False)
+        encoded_cached, encoded[:] = sum(encoded), []
+        uncached = evaluate(tiny_pipeline, data, list(SIX_SMALL), metric_kwargs=SIX_SMALL, fast=True, progress=False, cache=False)
+        encoded_uncached = sum(encoded)
+    finally:
+        hook.remove()
+    assert cached == uncached  # the bits are the point: same model, same images, same draws
+    draws = 300 + 45 * 16 + 45 * 2 * 8 + 150 + 60  # FactorVAE, BetaVAE, the shared pairs
+    assert encoded_uncached == draws
+    assert encoded_cached == 8 + 8 + len(data), "each distinct image once (after the determinism probe: 8 images twice)"
+
+
+def test_the_cache_encodes_exactly_the_distinct_images_drawn():
+    from concept_diffusion.evaluation.code_cache import CodeCache, IndexedObservations
+    from concept_diffusion.evaluation.factor_vae import factor_vae_draws
+
+    data = small_grid(8)
+    seen = []
+
+    def representation(observations):
+        seen.append(len(observations))
+        return observations.reshape(len(observations), -1)[:, :4].astype(np.float64) + observations.mean(axis=(1, 2, 3))[:, None]
+
+    cache = CodeCache(data, representation, progress=False)
+    draws = [indices for _, _, indices in factor_vae_draws(IndexedObservations(data), np.random.RandomState(0), 16, 20, 10, 100)]
+    indices = np.concatenate(draws)
+    cache.prefetch(indices)
+    assert cache.num_encoded == sum(seen) == len(np.unique(indices)) < len(indices)
+    np.testing.assert_array_equal(cache(indices[::-1]), representation(data.images(indices[::-1])))
+    assert cache.num_encoded == len(np.unique(indices)), "known images are not encoded again"
+
+
+def test_a_stochastic_representation_is_refused_by_the_cache_and_runs_without_it():
+    from concept_diffusion.data import load_ground_truth
+
+    data = load_ground_truth("dsprites-procedural", image_size=8)
+    noise = np.random.RandomState(0)
+
+    def sampled(observations):
+        return observations.reshape(len(observations), -1)[:, :3] + noise.randn(len(observations), 3)
+
+    with pytest.raises(ValueError, match="stochastic.*cache=False"):
+        evaluate(sampled, data, ["mig"], metric_kwargs={"mig": {"num_train": 50}}, progress=False)
+    scores = evaluate(sampled, data, ["mig"], metric_kwargs={"mig": {"num_train": 50}}, progress=False, cache=False)
+    assert np.isfinite(scores["mig.discrete_mig"])
+
+
+def test_mixed_precision_is_for_gpus_and_checked(tiny_pipeline):
+    with pytest.raises(ValueError, match="mixed_precision='bf16' is for a model on a GPU"):
+        evaluate(tiny_pipeline, "shapes3d-procedural", ["mig"], progress=False, mixed_precision="bf16")
+    with pytest.raises(ValueError, match="mixed_precision must be"):
+        evaluate(tiny_pipeline, "shapes3d-procedural", ["mig"], progress=False, mixed_precision="int8")

@@ -36,7 +36,7 @@ def run(args) -> int:
         print("Procedural (no download; any --image-size):")
         for name, description in list_ground_truth().items():
             print(f"  {name:<24} {description}")
-        print("Official files (pass the path):")
+        print("Files and folders (pass the path or repo id):")
         for name, description in OFFICIAL_FILES.items():
             print(f"  {name:<24} {description}")
         return 0

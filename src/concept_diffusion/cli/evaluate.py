@@ -14,9 +14,21 @@ def register(subparsers) -> None:
         help="comma-separated: factor_vae, dci, mig, sap, modularity, beta_vae (default: factor_vae,dci,mig)",
     )
     parser.add_argument("--out", default=None, help="JSON file to write the scores to")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per encoder call (default 64)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per encoder call (default 64 on CPU, 512 on a GPU)")
     parser.add_argument("--seed", type=int, default=0, help="each metric starts from RandomState(seed) (default 0)")
     parser.add_argument("--fast", action="store_true", help="DCI with HistGradientBoosting: seconds, close to but not the exact value")
+    parser.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        help="encode every draw anew, as disentanglement_lib does, instead of each distinct image once (same values for a deterministic model)",
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        choices=["bf16", "fp16"],
+        default=None,
+        help="encode under torch.autocast on a GPU: faster, but no longer float32's values (default: float32)",
+    )
     parser.add_argument("--image-size", type=int, default=None, help="rendering size of procedural data (default: the encoder's)")
     parser.set_defaults(func=run)
 
@@ -33,6 +45,8 @@ def run(args) -> int:
         fast=args.fast,
         out=args.out,
         image_size=args.image_size,
+        cache=args.cache,
+        mixed_precision=args.mixed_precision,
     )
     width = max(len(name) for name in scores)
     for name, value in scores.items():

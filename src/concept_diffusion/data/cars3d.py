@@ -23,6 +23,10 @@ class Cars3D(GroundTruthData):
         [4, 24, 183]
     """
 
+    provenance = "Cars3D from 'Deep Visual Analogy-Making' (http://www.scottreed.info/), resized and converted by concept-diffusion."
+    license = 'other'
+    citation = '@inproceedings{reed2015deep,\n  title={Deep Visual Analogy-Making},\n  author={Reed, Scott E and Zhang, Yi and Zhang, Yuting and Lee, Honglak},\n  booktitle={NeurIPS},\n  year={2015}\n}'
+
     factor_names = ["elevation", "azimuth", "object"]
 
     def __init__(self, folder, image_size: int = 64):

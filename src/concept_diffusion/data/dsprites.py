@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from concept_diffusion.data.dsprites_procedural import DSpritesProcedural
+from concept_diffusion.data.dsprites_procedural import DSPRITES_CITATION, DSpritesProcedural
 from concept_diffusion.data.ground_truth import GroundTruthData, check_c_order_grid
 from concept_diffusion.data.npz import open_npz_array
 
@@ -25,6 +25,10 @@ class DSprites(GroundTruthData):
         >>> data.factor_names
         ['shape', 'scale', 'orientation', 'position_x', 'position_y']
     """
+
+    provenance = "DeepMind's dSprites .npz (https://github.com/deepmind/dsprites-dataset), converted by concept-diffusion."
+    license = 'apache-2.0'
+    citation = DSPRITES_CITATION
 
     factor_names = DSpritesProcedural.factor_names
 

@@ -20,6 +20,8 @@ POSITION_MARGIN = 0.17
 BINARY_SIZE = 64               # the original's size: binary pixels from here up
 
 
+DSPRITES_CITATION = '@misc{dsprites17,\n  author={Matthey, Loic and Higgins, Irina and Hassabis, Demis and Lerchner, Alexander},\n  title={dSprites: Disentanglement testing Sprites dataset},\n  howpublished={https://github.com/deepmind/dsprites-dataset/},\n  year={2017}\n}'
+
 class DSpritesProcedural(ProceduralData):
     """dSprites' grid (shape 3, scale 6, orientation 40, posX 32, posY 32: 737,280 images).
 
@@ -33,6 +35,10 @@ class DSpritesProcedural(ProceduralData):
         >>> data.render(np.array([[2, 5, 0, 16, 16]])).shape   # a big heart in the middle
         (1, 64, 64, 1)
     """
+
+    provenance = "Rendered procedurally by concept-diffusion (a re-creation of DeepMind's dSprites factor grid)."
+    license = 'apache-2.0'
+    citation = DSPRITES_CITATION
 
     name = "dsprites-procedural"
     num_channels_rendered = 1

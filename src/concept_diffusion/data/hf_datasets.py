@@ -8,8 +8,56 @@ import numpy as np
 from concept_diffusion.data.ground_truth import GroundTruthData
 
 IMAGE_COLUMN = "image"
-LAYOUT = (f"an {IMAGE_COLUMN!r} column (Image feature) and one ClassLabel (or integer) column per factor, "
+LAYOUT = (f"an {IMAGE_COLUMN!r} column (Image feature) and one ClassLabel (or numeric) column per factor, "
           "as concept_diffusion.data.to_hf_dataset writes")
+
+
+class NotAFactorGrid(ValueError):
+    """The labels are not value indices covering every combination of factor values."""
+
+
+def factor_columns(dataset, factor_names, image_column: str, source: str) -> list[str]:
+    """The factor columns of `dataset`: `factor_names` if given, else every `ClassLabel` column,
+    else every numeric column; checked to exist and be numeric."""
+    import datasets
+
+    columns = dataset.features
+    if image_column not in columns:
+        raise ValueError(f"{source}: no {image_column!r} column (columns: {list(columns)}); expected {LAYOUT}")
+
+    def numeric(feature):
+        return isinstance(feature, datasets.ClassLabel) or (
+            isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint", "float", "bool")))
+
+    if factor_names is None:
+        factor_names = [n for n, f in columns.items() if isinstance(f, datasets.ClassLabel)]
+        if not factor_names:
+            factor_names = [n for n, f in columns.items() if n != image_column and numeric(f)]
+    missing = [n for n in factor_names if n not in columns]
+    if missing or not factor_names:
+        raise ValueError(
+            f"{source}: factor columns {missing or 'none'} not found (columns: {list(columns)}); expected "
+            f"{LAYOUT}; pass factor_names=[...] to name the factor columns"
+        )
+    wrong = [f"{n} ({columns[n]})" for n in factor_names if not numeric(columns[n])]
+    if wrong:
+        raise ValueError(f"{source}: factor columns {wrong} are not numeric; expected numbers (integers, floats) or ClassLabel columns")
+    return list(factor_names)
+
+
+def decode_images(encoded) -> np.ndarray:
+    """Undecoded `datasets.Image` cells ({"bytes", "path"}) -> uint8 (n, H, W, C); grayscale as C = 1."""
+    from PIL import Image
+
+    images = []
+    for item in encoded:
+        image = Image.open(io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"])
+        array = np.asarray(image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB"))
+        images.append(array[..., None] if array.ndim == 2 else array)
+    shapes = sorted({image.shape for image in images})
+    if len(shapes) > 1:
+        raise ValueError(f"images of different sizes {shapes[:4]}: a data set needs one size; resize them first (e.g. PIL's Image.resize)")
+    return np.stack(images)
 
 
 def to_hf_dataset(data: GroundTruthData, indices=None, batch_size: int = 1024):
@@ -57,8 +105,9 @@ class HFGroundTruthData(GroundTruthData):
     """A `datasets.Dataset` with an image column and one integer column per factor, as a source.
 
     Factor columns are, in order: `factor_names` if given, else every `ClassLabel` column, else
-    every integer column. Every factor combination must occur at least once; where one occurs
-    several times (e.g. SmallNORB's instances), `sample_observations_from_factors` picks one with
+    every numeric column. They must hold value indices 0..n-1, and every factor combination must
+    occur at least once (else `NotAFactorGrid`: open such data as `LabelledImages`); where one occurs
+    several times (e.g. SmallNORB's instances), `sample_indices_from_factors` picks one with
     `random_state` and indices run over all rows grouped by factors.
 
     Example:
@@ -71,19 +120,10 @@ class HFGroundTruthData(GroundTruthData):
         if not isinstance(dataset, datasets.Dataset):
             raise ValueError(f"{source}: expected a datasets.Dataset, got {type(dataset).__name__}")
         columns = dataset.features
-        if image_column not in columns:
-            raise ValueError(f"{source}: no {image_column!r} column (columns: {list(columns)}); expected {LAYOUT}")
-        if factor_names is None:
-            factor_names = [n for n, f in columns.items() if isinstance(f, datasets.ClassLabel)]
-            if not factor_names:
-                factor_names = [n for n, f in columns.items()
-                                if isinstance(f, datasets.Value) and f.dtype.startswith(("int", "uint"))]
-        missing = [n for n in factor_names if n not in columns]
-        if missing or not factor_names:
-            raise ValueError(
-                f"{source}: factor columns {missing or 'none'} not found (columns: {list(columns)}); expected "
-                f"{LAYOUT}; pass factor_names=[...] to name the factor columns"
-            )
+        factor_names = factor_columns(dataset, factor_names, image_column, source)
+        continuous = [n for n in factor_names if isinstance(columns[n], datasets.Value) and columns[n].dtype.startswith("float")]
+        if continuous:
+            raise NotAFactorGrid(f"{source}: factor columns {continuous} hold continuous values, not value indices of a grid")
         self.factor_names = list(factor_names)
         codes = np.stack([np.asarray(dataset.with_format("numpy")[n], dtype=np.int64) for n in self.factor_names], axis=1)
         sizes, values = [], []
@@ -91,7 +131,7 @@ class HFGroundTruthData(GroundTruthData):
             feature = columns[name]
             size = feature.num_classes if isinstance(feature, datasets.ClassLabel) else int(codes[:, i].max()) + 1
             if codes[:, i].min() < 0 or codes[:, i].max() >= size:
-                raise ValueError(f"{source}: column {name!r} has values outside 0..{size - 1}; expected {LAYOUT}")
+                raise NotAFactorGrid(f"{source}: column {name!r} has values outside 0..{size - 1}; expected {LAYOUT}")
             sizes.append(size)
             values.append(list(feature.names) if isinstance(feature, datasets.ClassLabel) else None)
         self.factor_sizes = sizes
@@ -101,7 +141,7 @@ class HFGroundTruthData(GroundTruthData):
         counts = np.bincount(flat, minlength=int(np.prod(sizes)))
         if counts.min() == 0:
             absent = int(np.argmin(counts))
-            raise ValueError(
+            raise NotAFactorGrid(
                 f"{source}: labels do not form the expected factor grid: factors "
                 f"{[int(i) for i in np.unravel_index(absent, sizes)]} ({', '.join(self.factor_names)}) have no image, "
                 f"{int((counts == 0).sum())} of {len(counts)} combinations are missing; every combination needs an image"
@@ -112,7 +152,7 @@ class HFGroundTruthData(GroundTruthData):
         self._flat = flat[self._rows]
         self._dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
         self._image_column = image_column
-        first = self._decode([self._dataset[int(self._rows[0])][image_column]])
+        first = decode_images([self._dataset[int(self._rows[0])][image_column]])
         self.observation_shape = first.shape[1:]
 
     def __len__(self) -> int:
@@ -126,86 +166,12 @@ class HFGroundTruthData(GroundTruthData):
         """Index of the first image with each factor tuple."""
         return self._first[super().factors_to_index(factors)]
 
-    def sample_observations_from_factors(self, factors, random_state: np.random.RandomState) -> np.ndarray:
+    def sample_indices_from_factors(self, factors, random_state: np.random.RandomState) -> np.ndarray:
         flat = super().factors_to_index(factors)
         counts = self._counts[flat]
         offsets = random_state.randint(counts) if counts.max() > 1 else 0
-        return self.images(self._first[flat] + offsets)
+        return self._first[flat] + offsets
 
     def _images_at(self, indices: np.ndarray) -> np.ndarray:
         rows = self._rows[indices]
-        return self._decode(self._dataset[rows.tolist()][self._image_column])
-
-    def _decode(self, encoded) -> np.ndarray:
-        from PIL import Image
-
-        images = []
-        for item in encoded:
-            image = Image.open(io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"])
-            array = np.asarray(image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB"))
-            images.append(array[..., None] if array.ndim == 2 else array)
-        return np.stack(images)
-
-
-def push_ground_truth_to_hub(data_or_dataset, repo_id: str, *, private: bool = False, token=None,
-                             commit_message: str = "Upload ground-truth factor data with concept-diffusion"):
-    """Push a source (converted with `to_hf_dataset`) or a converted `datasets.Dataset` to the Hub,
-    with a dataset card (factors, sizes, source, licence, citation) from `model_cards/dataset_card.md`.
-
-    Returns the repo URL. `load_ground_truth(repo_id)` reads it back.
-
-    Example:
-        >>> data = load_ground_truth("shapes3d-procedural")
-        >>> push_ground_truth_to_hub(data, "user/shapes3d-procedural-64")
-    """
-    import datasets
-    from huggingface_hub import DatasetCard, DatasetCardData, constants
-
-    from concept_diffusion.data.sources import CARD_INFO
-
-    if isinstance(data_or_dataset, GroundTruthData):
-        info = next((CARD_INFO[c] for c in type(data_or_dataset).__mro__ if c in CARD_INFO), {})
-        data, dataset = data_or_dataset, to_hf_dataset(data_or_dataset)
-    elif isinstance(data_or_dataset, datasets.Dataset):
-        info, dataset = {}, data_or_dataset
-        data = HFGroundTruthData(dataset, source="data_or_dataset")
-    else:
-        raise ValueError(
-            f"data_or_dataset: expected a GroundTruthData or a datasets.Dataset from to_hf_dataset, got {type(data_or_dataset).__name__}"
-        )
-    dataset.push_to_hub(repo_id, private=private, token=token, commit_message=commit_message)
-
-    # push_to_hub wrote a README whose YAML (configs, dataset_info) lets `datasets` load the repo:
-    # the card keeps that metadata and adds ours.
-    metadata = DatasetCard.load(repo_id, repo_type="dataset", token=token).data.to_dict()
-    license = info.get("license", metadata.get("license", "other"))
-    pretty_name = metadata.get("pretty_name") or repo_id.split("/")[-1]
-    metadata.update(license=license, pretty_name=pretty_name,
-                    tags=sorted(set(metadata.get("tags", [])) | {"disentanglement", "concept-diffusion"}))
-    factors = [
-        {"name": name, "size": size,
-         "value_names": ", ".join(data.factor_values[i][:12]) + (", ..." if size > 12 else "") if data.factor_values else ""}
-        for i, (name, size) in enumerate(zip(data.factor_names, data.factor_sizes))
-    ]
-    card = DatasetCard.from_template(
-        DatasetCardData(**metadata),
-        template_str=_card_template(),
-        pretty_name=pretty_name,
-        repo_id=repo_id,
-        description=f"{len(data)} images generated by {data.num_factors} known factors: {', '.join(data.factor_names)}.",
-        num_images=len(dataset),
-        image_size=data.image_size,
-        num_channels=data.num_channels,
-        factors=factors,
-        source=info.get("source", "converted with concept-diffusion"),
-        license=license,
-        citation=info.get("citation", "(see the original data set)"),
-    )
-    card.push_to_hub(repo_id, repo_type="dataset", token=token, commit_message="Add dataset card")
-    return f"{constants.ENDPOINT}/datasets/{repo_id}"
-
-
-def _card_template() -> str:
-    from importlib.resources import files
-
-    return files("concept_diffusion").joinpath("model_cards", "dataset_card.md").read_text(encoding="utf-8")
+        return decode_images(self._dataset[rows.tolist()][self._image_column])

@@ -30,6 +30,10 @@ class MPI3D(GroundTruthData):
         1036800
     """
 
+    provenance = 'MPI3D (https://github.com/rr-learning/disentanglement_dataset), converted by concept-diffusion.'
+    license = 'cc-by-4.0'
+    citation = '@inproceedings{gondal2019transfer,\n  title={On the Transfer of Inductive Bias from Simulation to the Real World: a New Disentanglement Dataset},\n  author={Gondal, Muhammad Waleed and Wuthrich, Manuel and Miladinovic, Djordje and Locatello, Francesco and Breidt, Martin and Volchkov, Valentin and Akpo, Joel and Bachem, Olivier and Sch{\\"o}lkopf, Bernhard and Bauer, Stefan},\n  booktitle={NeurIPS},\n  year={2019}\n}'
+
     factor_names = ["object_color", "object_shape", "object_size", "camera_height",
                     "background_color", "horizontal_axis", "vertical_axis"]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from concept_diffusion.data.ground_truth import GroundTruthData, check_c_order_grid, grid_codes
-from concept_diffusion.data.shapes3d_procedural import Shapes3DProcedural
+from concept_diffusion.data.shapes3d_procedural import SHAPES3D_CITATION, Shapes3DProcedural
 
 EXPECTED = "DeepMind's 3dshapes.h5 with datasets 'images' (N, 64, 64, 3) uint8 and 'labels' (N, 6) float64"
 OFFICIAL_VALUES = [
@@ -31,6 +31,10 @@ class Shapes3D(GroundTruthData):
         >>> data.factor_sizes
         [10, 10, 10, 8, 4, 15]
     """
+
+    provenance = "DeepMind's 3dshapes.h5 (https://github.com/deepmind/3dshapes-dataset), converted by concept-diffusion."
+    license = 'apache-2.0'
+    citation = SHAPES3D_CITATION
 
     factor_names = Shapes3DProcedural.factor_names
 

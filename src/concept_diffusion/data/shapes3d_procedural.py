@@ -40,6 +40,8 @@ def hue_to_rgb(hue: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(hue, 0.85, 0.95), dtype=np.float32)
 
 
+SHAPES3D_CITATION = '@misc{3dshapes18,\n  title={3D Shapes Dataset},\n  author={Burgess, Chris and Kim, Hyunjik},\n  howpublished={https://github.com/deepmind/3dshapes-dataset/},\n  year={2018}\n}'
+
 class Shapes3DProcedural(ProceduralData):
     """Shapes3D's grid (floor hue 10, wall hue 10, object hue 10, scale 8, shape 4,
     orientation 15: 480,000 images), RGB at any resolution.
@@ -49,6 +51,10 @@ class Shapes3DProcedural(ProceduralData):
         >>> data.render(np.array([[0, 3, 6, 7, 1, 7]])).shape   # a big cylinder, seen head-on
         (1, 64, 64, 3)
     """
+
+    provenance = "Rendered procedurally by concept-diffusion (a ray-cast re-creation of DeepMind's 3dshapes scene and factor grid)."
+    license = 'apache-2.0'
+    citation = SHAPES3D_CITATION
 
     name = "shapes3d-procedural"
     num_channels_rendered = 3

@@ -37,7 +37,7 @@ class SmallNORB(GroundTruthData):
     """SmallNORB, both chunks (48,600 images), left camera, resized to `image_size` (grayscale).
 
     Factors, as in disentanglement_lib: category 5, elevation 9, azimuth 18, lighting 6. The
-    object instance (10 per category) is a nuisance factor: `sample_observations_from_factors`
+    object instance (10 per category) is a nuisance factor: `sample_indices_from_factors`
     draws it with `random_state.randint(10)`, as disentanglement_lib does. Indices run over
     all images in C order of (category, instance, elevation, azimuth, lighting);
     `factors_to_index` picks instance 0 of each category.
@@ -47,6 +47,10 @@ class SmallNORB(GroundTruthData):
         >>> data.factor_sizes
         [5, 9, 18, 6]
     """
+
+    provenance = 'SmallNORB (https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/), left camera, resized and converted by concept-diffusion.'
+    license = 'other'
+    citation = '@inproceedings{lecun2004learning,\n  title={Learning Methods for Generic Object Recognition with Invariance to Pose and Lighting},\n  author={LeCun, Yann and Huang, Fu Jie and Bottou, Leon},\n  booktitle={CVPR},\n  year={2004}\n}'
 
     factor_names = ["category", "elevation", "azimuth", "lighting"]
 
@@ -107,7 +111,7 @@ class SmallNORB(GroundTruthData):
         full = np.column_stack([factors[:, 0], instances, factors[:, 1:]])
         return np.ravel_multi_index(tuple(full.T), self._all_sizes).astype(np.int64)
 
-    def sample_observations_from_factors(self, factors, random_state: np.random.RandomState) -> np.ndarray:
+    def sample_indices_from_factors(self, factors, random_state: np.random.RandomState) -> np.ndarray:
         factors = self._check_factors(factors)
         instances = random_state.randint(self._all_sizes[1], size=len(factors))
-        return self.images(self.factors_to_index(factors, instances))
+        return self.factors_to_index(factors, instances)

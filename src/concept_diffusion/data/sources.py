@@ -7,7 +7,7 @@ from pathlib import Path
 from concept_diffusion.data.cars3d import Cars3D
 from concept_diffusion.data.dsprites import DSprites
 from concept_diffusion.data.dsprites_procedural import DSpritesProcedural
-from concept_diffusion.data.ground_truth import GroundTruthData
+from concept_diffusion.data.ground_truth import FactorData
 from concept_diffusion.data.mpi3d import MPI3D
 from concept_diffusion.data.shapes3d import Shapes3D
 from concept_diffusion.data.shapes3d_procedural import Shapes3DProcedural
@@ -23,49 +23,8 @@ OFFICIAL_FILES = {
     "mpi3d_{toy,realistic,real}.npz": "MPI3D, .npz with 'images' (1036800, 64, 64, 3)",
     "FOLDER/car_XXX_mesh.mat": "Cars3D (Reed et al.), a folder of 183 .mat files with 'im'",
     "FOLDER/smallnorb-*-{dat,cat,info}.mat": "SmallNORB, a folder with the six NORB binary files",
-    "FOLDER or user/name": "a datasets folder (save_to_disk) or Hub dataset repo written by to_hf_dataset",
-}
-
-SHAPES3D_CITATION = "@misc{3dshapes18,\n  title={3D Shapes Dataset},\n  author={Burgess, Chris and Kim, Hyunjik},\n  howpublished={https://github.com/deepmind/3dshapes-dataset/},\n  year={2018}\n}"
-DSPRITES_CITATION = "@misc{dsprites17,\n  author={Matthey, Loic and Higgins, Irina and Hassabis, Demis and Lerchner, Alexander},\n  title={dSprites: Disentanglement testing Sprites dataset},\n  howpublished={https://github.com/deepmind/dsprites-dataset/},\n  year={2017}\n}"
-
-# What a dataset card says about where the images come from.
-CARD_INFO = {
-    Shapes3DProcedural: dict(
-        source="Rendered procedurally by concept-diffusion (a ray-cast re-creation of DeepMind's 3dshapes scene and factor grid).",
-        license="apache-2.0",
-        citation=SHAPES3D_CITATION,
-    ),
-    DSpritesProcedural: dict(
-        source="Rendered procedurally by concept-diffusion (a re-creation of DeepMind's dSprites factor grid).",
-        license="apache-2.0",
-        citation=DSPRITES_CITATION,
-    ),
-    Shapes3D: dict(
-        source="DeepMind's 3dshapes.h5 (https://github.com/deepmind/3dshapes-dataset), converted by concept-diffusion.",
-        license="apache-2.0",
-        citation=SHAPES3D_CITATION,
-    ),
-    DSprites: dict(
-        source="DeepMind's dSprites .npz (https://github.com/deepmind/dsprites-dataset), converted by concept-diffusion.",
-        license="apache-2.0",
-        citation=DSPRITES_CITATION,
-    ),
-    MPI3D: dict(
-        source="MPI3D (https://github.com/rr-learning/disentanglement_dataset), converted by concept-diffusion.",
-        license="cc-by-4.0",
-        citation="@inproceedings{gondal2019transfer,\n  title={On the Transfer of Inductive Bias from Simulation to the Real World: a New Disentanglement Dataset},\n  author={Gondal, Muhammad Waleed and Wuthrich, Manuel and Miladinovic, Djordje and Locatello, Francesco and Breidt, Martin and Volchkov, Valentin and Akpo, Joel and Bachem, Olivier and Sch{\\\"o}lkopf, Bernhard and Bauer, Stefan},\n  booktitle={NeurIPS},\n  year={2019}\n}",
-    ),
-    Cars3D: dict(
-        source="Cars3D from 'Deep Visual Analogy-Making' (http://www.scottreed.info/), resized and converted by concept-diffusion.",
-        license="other",
-        citation="@inproceedings{reed2015deep,\n  title={Deep Visual Analogy-Making},\n  author={Reed, Scott E and Zhang, Yi and Zhang, Yuting and Lee, Honglak},\n  booktitle={NeurIPS},\n  year={2015}\n}",
-    ),
-    SmallNORB: dict(
-        source="SmallNORB (https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/), left camera, resized and converted by concept-diffusion.",
-        license="other",
-        citation="@inproceedings{lecun2004learning,\n  title={Learning Methods for Generic Object Recognition with Invariance to Pose and Lighting},\n  author={LeCun, Yann and Huang, Fu Jie and Bottou, Leon},\n  booktitle={CVPR},\n  year={2004}\n}",
-    ),
+    "FOLDER or user/name": "a datasets folder (save_to_disk) or Hub dataset repo: an image column and one column per factor",
+    "FOLDER/metadata.csv": "a folder of images with metadata.csv: a file_name column, then one numeric column per factor",
 }
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -81,12 +40,16 @@ def list_ground_truth() -> dict[str, str]:
     return {name: description for name, (_, description) in PROCEDURAL.items()}
 
 
-def load_ground_truth(name_or_path_or_repo_id, split: str = "train", image_size=None, **kwargs) -> GroundTruthData:
-    """Open a data set with known factors as a `GroundTruthData`.
+def load_ground_truth(name_or_path_or_repo_id, split: str = "train", image_size=None, **kwargs) -> FactorData:
+    """Open a data set with known factors: a `GroundTruthData` (a full factor grid) or `LabelledImages`.
 
     Accepts a procedural name (`list_ground_truth()`), an official file or folder (3dshapes.h5,
     the dSprites and MPI3D .npz files, a Cars3D or SmallNORB folder), a folder written by
-    `datasets`' save_to_disk, or a Hub dataset repo id laid out as `to_hf_dataset` writes it.
+    `datasets`' save_to_disk, a Hub dataset repo id (an image column and one column per factor, as
+    `to_hf_dataset` writes), or a folder of images with a `metadata.csv` (`datasets`' imagefolder
+    layout: a `file_name` column, then one numeric column per factor). Labels that are not a full
+    grid of value indices (a subset, continuous values) give `LabelledImages`: DCI, MIG, SAP and
+    modularity score it; FactorVAE and BetaVAE need the grid.
     `split` picks the split of a `datasets` source; `image_size` is the rendering size of
     procedural sources and the resize target of Cars3D and SmallNORB (default 64). Other keyword
     arguments go to the source's class (e.g. `in_memory=True` for 3dshapes.h5, `cache_dir` for
@@ -96,6 +59,7 @@ def load_ground_truth(name_or_path_or_repo_id, split: str = "train", image_size=
         >>> data = load_ground_truth("shapes3d-procedural", image_size=32)
         >>> data = load_ground_truth("data/3dshapes.h5")
         >>> data = load_ground_truth("user/shapes3d-64", split="train")
+        >>> data = load_ground_truth("my_images/")        # my_images/metadata.csv: file_name,size,hue
     """
     source = str(name_or_path_or_repo_id)
     if source in PROCEDURAL:
@@ -106,10 +70,7 @@ def load_ground_truth(name_or_path_or_repo_id, split: str = "train", image_size=
     if REPO_ID.match(source) and not source.endswith((".h5", ".hdf5", ".npz", ".mat")):
         import datasets
 
-        from concept_diffusion.data.hf_datasets import HFGroundTruthData
-
-        data = HFGroundTruthData(datasets.load_dataset(source, split=split), source=source, **kwargs)
-        return _check_native_size(data, image_size, source)
+        return _check_native_size(open_dataset(datasets.load_dataset(source, split=split), source, **kwargs), image_size, source)
     if path.suffix or source.startswith((".", "/", "~")):
         raise FileNotFoundError(f"{source}: no such file or folder; expected one of the official files ({', '.join(OFFICIAL_FILES)})")
     raise ValueError(
@@ -118,19 +79,10 @@ def load_ground_truth(name_or_path_or_repo_id, split: str = "train", image_size=
     )
 
 
-def _load_path(path: Path, split: str, image_size, kwargs) -> GroundTruthData:
+def _load_path(path: Path, split: str, image_size, kwargs) -> FactorData:
     if path.is_dir():
-        if any((path / marker).exists() for marker in ("dataset_info.json", "dataset_dict.json", "state.json")):
-            import datasets
-
-            from concept_diffusion.data.hf_datasets import HFGroundTruthData
-
-            loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict):
-                if split not in loaded:
-                    raise ValueError(f"{path}: no split {split!r} (splits: {list(loaded)}); pass split=...")
-                loaded = loaded[split]
-            return _check_native_size(HFGroundTruthData(loaded, source=str(path), **kwargs), image_size, path)
+        if any((path / marker).exists() for marker in ("dataset_info.json", "dataset_dict.json", "state.json", "metadata.csv")):
+            return _check_native_size(open_dataset(_load_dataset_folder(path, split), str(path), **kwargs), image_size, path)
         size = 64 if image_size is None else image_size
         if any(path.glob("car_*_mesh.mat")):
             return Cars3D(path, image_size=size, **kwargs)
@@ -138,7 +90,7 @@ def _load_path(path: Path, split: str, image_size, kwargs) -> GroundTruthData:
             return SmallNORB(path, image_size=size, **kwargs)
         raise ValueError(
             f"{path}: a folder, but not a Cars3D folder (car_XXX_mesh.mat), a SmallNORB folder "
-            f"(smallnorb-*.mat) or a datasets folder (dataset_info.json); expected one of those"
+            f"(smallnorb-*.mat), a datasets folder (dataset_info.json) or images with a metadata.csv; expected one of those"
         )
     if path.suffix in (".h5", ".hdf5"):
         return _check_native_size(Shapes3D(path, **kwargs), image_size, path)
@@ -156,7 +108,37 @@ def _load_path(path: Path, split: str, image_size, kwargs) -> GroundTruthData:
     raise ValueError(f"{path}: unknown file type {path.suffix!r}; expected one of the official files ({', '.join(OFFICIAL_FILES)})")
 
 
-def _check_native_size(data: GroundTruthData, image_size, source) -> GroundTruthData:
+def open_dataset(dataset, source: str, factor_names=None, image_column: str = "image") -> FactorData:
+    """A `datasets.Dataset` with images and factor columns as a source: `HFGroundTruthData` where the
+    labels are a full grid of value indices, else `LabelledImages`."""
+    from concept_diffusion.data.hf_datasets import HFGroundTruthData, NotAFactorGrid
+    from concept_diffusion.data.labelled import LabelledImages
+
+    try:
+        return HFGroundTruthData(dataset, factor_names=factor_names, image_column=image_column, source=source)
+    except NotAFactorGrid:
+        return LabelledImages(dataset, factor_names=factor_names, image_column=image_column, source=source)
+
+
+def _load_dataset_folder(path: Path, split: str):
+    import datasets
+
+    if (path / "metadata.csv").exists():
+        with open(path / "metadata.csv", encoding="utf-8") as file:
+            header = file.readline().strip().split(",")
+        if "file_name" not in header:
+            raise ValueError(f"{path / 'metadata.csv'}: columns {header}; expected a 'file_name' column, then one numeric column per factor")
+        loaded = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+        return loaded.remove_columns([n for n in ("label",) if n in loaded.column_names and n not in header])
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise ValueError(f"{path}: no split {split!r} (splits: {list(loaded)}); pass split=...")
+        loaded = loaded[split]
+    return loaded
+
+
+def _check_native_size(data: FactorData, image_size, source) -> FactorData:
     if image_size is not None and image_size != data.image_size:
         raise ValueError(
             f"image_size: {source} stores {data.image_size}x{data.image_size} images, got image_size={image_size}; "

@@ -4,6 +4,9 @@ Every `compute_*` function takes a ground-truth data object (`sample_factors`,
 `sample_observations_from_factors`, `sample`, `num_factors`), a `representation_fn(observations)
 -> array (n, d)`, a `numpy.random.RandomState` and disentanglement_lib's default hyperparameters,
 and returns a dict with disentanglement_lib's keys. The `*_from_codes` functions take arrays.
+DCI, MIG, SAP and modularity need only `sample` (random (factors, observations) pairs), so they
+also score labelled images without a full factor grid (`concept_diffusion.data.LabelledImages`).
+`evaluate` encodes each distinct image of a factor grid once (`evaluation.code_cache`).
 """
 
 from concept_diffusion.evaluation.beta_vae import compute_beta_vae

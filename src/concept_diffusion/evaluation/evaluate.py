@@ -4,21 +4,26 @@ Each metric starts from a fresh `numpy.random.RandomState(seed)`, as disentangle
 `evaluate` does for every metric, so a score here is the score there. DCI, MIG, SAP and
 modularity all begin by drawing the same training points (and DCI, SAP and modularity the same
 test points), so those are sampled and encoded once and shared.
+
+On a factor grid (`GroundTruthData`) every image the metrics will draw is known before any is
+encoded (no draw depends on a code), so each distinct image is rendered and encoded once, in
+large chunks (`concept_diffusion.evaluation.code_cache`); the values are those of encoding every
+draw, for any deterministic representation.
 """
 
 import inspect
 import json
 import os
-import tempfile
 
 import numpy as np
 
-from concept_diffusion.evaluation.beta_vae import compute_beta_vae
+from concept_diffusion.evaluation.beta_vae import beta_vae_draws, compute_beta_vae
+from concept_diffusion.evaluation.code_cache import CodeCache, IndexedObservations, check_deterministic
 from concept_diffusion.evaluation.dci import compute_dci, dci_from_codes
-from concept_diffusion.evaluation.factor_vae import compute_factor_vae
+from concept_diffusion.evaluation.factor_vae import compute_factor_vae, factor_vae_draws
 from concept_diffusion.evaluation.mig import compute_mig, mig_from_codes
 from concept_diffusion.evaluation.modularity import compute_modularity_explicitness, modularity_explicitness_from_codes
-from concept_diffusion.evaluation.sampling import check_count, sample_codes_and_factors
+from concept_diffusion.evaluation.sampling import check_count, draw_pairs, require_factor_grid, sample_codes_and_factors
 from concept_diffusion.evaluation.sap import compute_sap, sap_from_codes
 
 # Metric name -> the function computing it from data. Output keys are "<name>.<reference key>".
@@ -37,14 +42,17 @@ _FROM_CODES = {
     "sap": (sap_from_codes, True),
     "modularity": (modularity_explicitness_from_codes, True),
 }
+# Metrics that fix one factor, so need a full grid: name -> (name in messages, their random draws).
+_GRID_METRICS = {"factor_vae": ("FactorVAE", factor_vae_draws), "beta_vae": ("BetaVAE", beta_vae_draws)}
 _CALL_ARGS = ("ground_truth_data", "representation_fn", "random_state")
+MIXED_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 def evaluate(
     model,
     data,
     metrics=("factor_vae", "dci", "mig"),
-    batch_size=64,
+    batch_size=None,
     seed=0,
     fast=False,
     metric_kwargs=None,
@@ -52,6 +60,8 @@ def evaluate(
     progress=True,
     n_jobs=None,
     image_size=None,
+    cache=True,
+    mixed_precision=None,
 ):
     """Disentanglement scores of a model's concepts on ground-truth data, as a flat dict of floats.
 
@@ -59,59 +69,109 @@ def evaluate(
         model: a `ConceptDiffusionPipeline`, a `ConceptEncoder`, a local folder or Hub repo id of a
             saved pipeline, or any callable mapping observations (n, H, W, C) in [0, 1] to codes (n, d).
             Models are run in eval mode without gradients, `batch_size` images at a time.
-        data: a ground-truth data object or a name for `concept_diffusion.load_ground_truth`.
+        data: a ground-truth data object or a name for `concept_diffusion.load_ground_truth`. Labelled
+            images without a full factor grid score with "dci", "mig", "sap" and "modularity";
+            "factor_vae" and "beta_vae" need the grid and refuse such data.
         metrics: names from `METRICS`: "factor_vae", "dci", "mig", "sap", "modularity", "beta_vae".
+        batch_size: images per encoder call; default 64 on CPU (fastest there), 512 on an accelerator.
         seed: seed of the `RandomState` each metric starts from (also seeds DCI's and SAP's estimators).
         fast: DCI with HistGradientBoosting instead of the exact gradient-boosted trees (approximate values, for monitoring during training).
         metric_kwargs: per-metric hyperparameters, e.g. `{"dci": {"num_train": 1000, "num_test": 500}}`.
         out: optional path of a JSON file to write the scores to.
         image_size: rendering size when `data` is a name; default: the encoder's `sample_size`.
+        cache: on a factor grid, encode each distinct image once (the same values as encoding every
+            draw, for a deterministic representation; a stochastic one is refused). False: encode
+            every draw, as disentanglement_lib does.
+        mixed_precision: "bf16" or "fp16" to encode under `torch.autocast` on a GPU: faster, but
+            the codes (and so the scores) are no longer those of float32. Default None: float32.
 
     Example:
         >>> scores = evaluate(pipe, "shapes3d-procedural", ["factor_vae", "dci"], fast=True,
         ...                   metric_kwargs={"factor_vae": {"num_train": 500, "num_eval": 250}})
         >>> scores["dci.disentanglement"]
     """
-    from tqdm.auto import tqdm
-
     metrics = _check_metrics(metrics)
     metric_kwargs = _check_metric_kwargs(metric_kwargs or {}, metrics)
     check_count(seed, "seed", 0)
-    if isinstance(model, (str, os.PathLike)):
-        from concept_diffusion.pipelines import ConceptDiffusionPipeline
-
-        model = ConceptDiffusionPipeline.from_pretrained(str(model))
-    if isinstance(data, (str, os.PathLike)):
-        from concept_diffusion.data import load_ground_truth
-
-        encoder = getattr(model, "concept_encoder", model)
-        image_size = image_size or getattr(getattr(encoder, "config", None), "sample_size", None)
-        data = load_ground_truth(str(data), image_size=image_size)
-    representation_fn, restore = representation_function(model, batch_size)
-    scores = {}
-    shared_samples = {}
+    model = _load_model(model)
+    data = _load_data(data, model, image_size)
+    for name in metrics:
+        if name in _GRID_METRICS:
+            require_factor_grid(data, _GRID_METRICS[name][0])
+    settings = {name: _settings(name, metric_kwargs, seed, fast, n_jobs) for name in metrics}
+    representation_fn, restore = representation_function(model, batch_size, mixed_precision)
     try:
-        bar = tqdm(metrics, desc="metrics", disable=not progress)
-        for name in bar:
-            bar.set_postfix_str(name)
-            kwargs = {**_defaults(name), **metric_kwargs.get(name, {})}
-            if name in ("dci", "sap"):
-                kwargs["estimator_random_state"] = np.random.RandomState(seed)
-            if name == "dci":
-                kwargs["fast"] = fast
-            if "n_jobs" in kwargs:
-                kwargs["n_jobs"] = n_jobs
-            if name in _FROM_CODES:
-                result = _from_shared_samples(name, data, representation_fn, seed, kwargs, shared_samples)
-            else:
-                with tqdm(total=kwargs["num_train"] + kwargs["num_eval"], desc=name, leave=False, disable=not progress) as votes:
-                    result = METRICS[name](data, representation_fn, np.random.RandomState(seed), progress=votes, **kwargs)
-            scores.update({f"{name}.{key}": float(value) for key, value in result.items()})
+        if cache and getattr(data, "has_factor_grid", False) and hasattr(data, "sample_indices_from_factors"):
+            check_deterministic(data, representation_fn)
+            cached = CodeCache(data, representation_fn, progress)
+            data = IndexedObservations(data)
+            cached.prefetch(np.concatenate([i for name in metrics for i in _planned_indices(name, data, seed, settings[name])]))
+            representation_fn = cached
+        scores = _score(metrics, data, representation_fn, seed, settings, progress)
     finally:
         restore()
     if out is not None:
         write_scores(scores, out)
     return scores
+
+
+def _score(metrics, data, representation_fn, seed, settings, progress):
+    from tqdm.auto import tqdm
+
+    scores = {}
+    shared_samples = {}
+    bar = tqdm(metrics, desc="metrics", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        kwargs = dict(settings[name])
+        if name in _FROM_CODES:
+            result = _from_shared_samples(name, data, representation_fn, seed, kwargs, shared_samples)
+        else:
+            with tqdm(total=kwargs["num_train"] + kwargs["num_eval"], desc=name, leave=False, disable=not progress) as votes:
+                result = METRICS[name](data, representation_fn, np.random.RandomState(seed), progress=votes, **kwargs)
+        scores.update({f"{name}.{key}": float(value) for key, value in result.items()})
+    return scores
+
+
+def _settings(name, metric_kwargs, seed, fast, n_jobs):
+    """Keyword arguments of metric `name`: its defaults, the user's, and evaluate's own."""
+    kwargs = {**_defaults(name), **metric_kwargs.get(name, {})}
+    if name in ("dci", "sap"):
+        kwargs["estimator_random_state"] = np.random.RandomState(seed)
+    if name == "dci":
+        kwargs["fast"] = fast
+    if "n_jobs" in kwargs:
+        kwargs["n_jobs"] = n_jobs
+    return kwargs
+
+
+def _planned_indices(name, data, seed, kwargs):
+    """The index arrays metric `name` will draw from `data` (an `IndexedObservations`) with `kwargs`."""
+    random_state = np.random.RandomState(seed)
+    if name in _FROM_CODES:
+        counts = [kwargs["num_train"]] + ([kwargs["num_test"]] if _FROM_CODES[name][1] else [])
+        return [indices for num in counts for _, indices in draw_pairs(data, num, random_state, kwargs["batch_size"])]
+    draws = _GRID_METRICS[name][1]
+    sizes = {key: kwargs[key] for key in inspect.signature(draws).parameters if key in kwargs}
+    return [indices for _, _, indices in draws(data, random_state, **sizes)]
+
+
+def _load_model(model):
+    if isinstance(model, (str, os.PathLike)):
+        from concept_diffusion.pipelines import ConceptDiffusionPipeline
+
+        return ConceptDiffusionPipeline.from_pretrained(str(model))
+    return model
+
+
+def _load_data(data, model, image_size):
+    if not isinstance(data, (str, os.PathLike)):
+        return data
+    from concept_diffusion.data import load_ground_truth
+
+    encoder = getattr(model, "concept_encoder", model)
+    image_size = image_size or getattr(getattr(encoder, "config", None), "sample_size", None)
+    return load_ground_truth(str(data), image_size=image_size)
 
 
 def _from_shared_samples(name, data, representation_fn, seed, kwargs, shared_samples):
@@ -162,47 +222,74 @@ def _check_metric_kwargs(metric_kwargs, metrics):
     return metric_kwargs
 
 
-def representation_function(model, batch_size=64):
+def representation_function(model, batch_size=None, mixed_precision=None):
     """A numpy function observations (n, H, W, C) in [0, 1] -> codes (n, d) for `model`.
 
     Returns `(representation_fn, restore)`; `restore()` puts a torch model back into the training
-    mode it was in. Accepts what `evaluate` accepts.
+    mode it was in. Accepts what `evaluate` accepts; `batch_size` and `mixed_precision` as there.
 
     Example:
         >>> fn, restore = representation_function(pipe, batch_size=128)
     """
-    check_count(batch_size, "batch_size", 1)
-    if isinstance(model, (str, os.PathLike)):
-        from concept_diffusion.pipelines import ConceptDiffusionPipeline
-
-        model = ConceptDiffusionPipeline.from_pretrained(str(model))
-    if hasattr(model, "encode") and hasattr(model, "concept_encoder"):
-        module = model.concept_encoder
-        encode = model.encode
-    elif _is_torch_module(model):
-        module = model
-        encode = _encoder_call(model)
-    elif callable(model):
+    model = _load_model(model)
+    module = getattr(model, "concept_encoder", model)
+    if not _is_torch_module(module):
+        if not callable(model):
+            raise ValueError(
+                f"cannot evaluate a {type(model).__name__}: pass a ConceptDiffusionPipeline, a ConceptEncoder, "
+                "a saved pipeline's folder or repo id, or a function observations -> codes (n, d)."
+            )
+        if mixed_precision is not None:
+            raise ValueError(f"mixed_precision={mixed_precision!r} applies to torch models; a plain function runs as it is: leave it None.")
         return model, lambda: None
-    else:
-        raise ValueError(
-            f"cannot evaluate a {type(model).__name__}: pass a ConceptDiffusionPipeline, a ConceptEncoder, "
-            "a saved pipeline's folder or repo id, or a function observations -> codes (n, d)."
-        )
     import torch
 
+    parameter = next(module.parameters())
+    autocast = _autocast(mixed_precision, parameter.device)
+    if batch_size is None:
+        batch_size = 64 if parameter.device.type == "cpu" else 512
+    check_count(batch_size, "batch_size", 1)
     was_training = module.training
     module.eval()
 
     def representation_fn(observations):
         codes = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             for start in range(0, len(observations), batch_size):
-                batch = encode(observations[start : start + batch_size])
-                codes.append(batch.detach().float().cpu().numpy() if torch.is_tensor(batch) else np.asarray(batch))
+                images = to_model_space(observations[start : start + batch_size], parameter)
+                codes.append(module(images).concepts.float().cpu().numpy())
         return np.concatenate(codes)
 
     return representation_fn, lambda: module.train(was_training)
+
+
+def to_model_space(observations, parameter):
+    """Observations (n, H, W, C) in [0, 1] -> the encoder's input (n, C, H, W) in [-1, 1], on its device.
+
+    The one place where evaluation converts images: the metrics' convention (disentanglement_lib's,
+    channels last in [0, 1]) to the models' (channels first in [-1, 1]).
+    """
+    import torch
+
+    images = torch.from_numpy(np.ascontiguousarray(observations)).permute(0, 3, 1, 2)
+    return images.to(device=parameter.device, dtype=parameter.dtype) * 2 - 1
+
+
+def _autocast(mixed_precision, device):
+    import contextlib
+
+    import torch
+
+    if mixed_precision is None:
+        return contextlib.nullcontext()
+    if mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', got {mixed_precision!r}.")
+    if device.type != "cuda":
+        raise ValueError(
+            f"mixed_precision={mixed_precision!r} is for a model on a GPU, but this one is on {device.type}: "
+            "leave it None (float32), or move the model with pipe.to('cuda')."
+        )
+    return torch.autocast("cuda", dtype=getattr(torch, MIXED_PRECISION[mixed_precision]))
 
 
 def _is_torch_module(model):
@@ -213,31 +300,10 @@ def _is_torch_module(model):
     return isinstance(model, torch.nn.Module)
 
 
-def _encoder_call(encoder):
-    """Observations (n, H, W, C) in [0, 1] -> concepts, through a ConceptEncoder's (B, C, H, W) [-1, 1] input."""
-    import torch
-
-    parameter = next(encoder.parameters())
-
-    def encode(observations):
-        images = torch.from_numpy(np.ascontiguousarray(observations)).permute(0, 3, 1, 2)
-        images = images.to(device=parameter.device, dtype=parameter.dtype) * 2 - 1
-        return encoder(images).concepts
-
-    return encode
-
-
 def write_scores(scores, path):
     """Write scores as JSON to `path` atomically (a temporary file, then a rename)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    from concept_diffusion.atomic import write_text
+
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(scores, file, indent=2, sort_keys=True)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_text(path, json.dumps(scores, indent=2, sort_keys=True) + "\n")

@@ -84,6 +84,17 @@ def explicitness(codes_train, factors_train, codes_test, factors_test, n_jobs=No
     train = (codes_train.T - mean[:, np.newaxis]) / stddev[:, np.newaxis]
     test = (codes_test.T - mean[:, np.newaxis]) / stddev[:, np.newaxis]
 
+    for j in range(factors_train.shape[1]):
+        # The reference one-hot encodes train and test apart, so their value sets must agree.
+        only_train = np.setdiff1d(factors_train[:, j], factors_test[:, j])
+        only_test = np.setdiff1d(factors_test[:, j], factors_train[:, j])
+        if only_train.size or only_test.size:
+            raise ValueError(
+                f"explicitness: factor {j} takes values {only_train.tolist()[:5]} only in the training points and "
+                f"{only_test.tolist()[:5]} only in the test points; both samples must contain every value: "
+                "draw more points (num_train, num_test)."
+            )
+
     def roc_auc(j):
         classifier = LogisticRegression().fit(train.T, factors_train[:, j])
         binarizer = MultiLabelBinarizer()

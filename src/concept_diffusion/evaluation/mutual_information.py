@@ -1,11 +1,14 @@
 """Discrete mutual information between binned codes and factors, shared by MIG and modularity.
 
 As disentanglement_lib: each code is binned with `np.histogram`'s equal-width edges (20 bins by
-default) and mutual information is sklearn's `mutual_info_score` in nats.
+default; `concept_diffusion.data.labelled.histogram_bins`, which also bins continuous factors) and
+mutual information is sklearn's `mutual_info_score` in nats.
 """
 
 import numpy as np
 from sklearn.metrics import mutual_info_score
+
+from concept_diffusion.data.labelled import histogram_bins
 
 
 def histogram_discretize(codes, num_bins=20):
@@ -21,7 +24,7 @@ def histogram_discretize(codes, num_bins=20):
         raise ValueError(f"num_bins must be an integer >= 1, got {num_bins!r}.")
     discretized = np.zeros_like(codes)
     for i in range(codes.shape[1]):
-        discretized[:, i] = np.digitize(codes[:, i], np.histogram(codes[:, i], num_bins)[1][:-1])
+        discretized[:, i] = histogram_bins(codes[:, i], num_bins)
     return discretized
 
 

@@ -105,6 +105,21 @@ def encode_observations(observations, representation_fn):
     return np.concatenate([codes for _, codes in encoder.ready()])
 
 
+def draw_pairs(ground_truth_data, num_points, random_state, batch_size=16):
+    """Yield (factors, observations) batches as disentanglement_lib's `generate_batch_factor_code` draws them.
+
+    `ground_truth_data.sample(batch_size, random_state)` repeatedly, the last batch smaller; the
+    draws depend on nothing else, so `evaluate` can plan them before encoding anything.
+    """
+    check_count(num_points, "num_points", 1)
+    check_count(batch_size, "batch_size", 1)
+    drawn = 0
+    while drawn < num_points:
+        num = min(num_points - drawn, batch_size)
+        yield ground_truth_data.sample(num, random_state)
+        drawn += num
+
+
 def sample_codes_and_factors(ground_truth_data, representation_fn, num_points, random_state, batch_size=16):
     """Sample `num_points` (codes, factors) pairs as disentanglement_lib's `generate_batch_factor_code`.
 
@@ -114,17 +129,26 @@ def sample_codes_and_factors(ground_truth_data, representation_fn, num_points, r
     Example:
         >>> codes, factors = sample_codes_and_factors(data, fn, 1000, np.random.RandomState(0))
     """
-    check_count(num_points, "num_points", 1)
-    check_count(batch_size, "batch_size", 1)
     encoder = ChunkedEncoder(representation_fn)
     factors = []
-    drawn = 0
-    while drawn < num_points:
-        num = min(num_points - drawn, batch_size)
-        batch_factors, observations = ground_truth_data.sample(num, random_state)
+    for batch_factors, observations in draw_pairs(ground_truth_data, num_points, random_state, batch_size):
         factors.append(np.asarray(batch_factors))
         encoder.add(observations)
-        drawn += num
     encoder.flush()
     codes = np.concatenate([codes for _, codes in encoder.ready()])
     return codes, np.concatenate(factors)
+
+
+def require_factor_grid(ground_truth_data, metric):
+    """Raise a ValueError naming the reason when `metric` (FactorVAE, BetaVAE) cannot run on the data.
+
+    Both fix one factor and draw the others at random, which needs an image for every combination
+    of factor values; a labelled data set that is not a full grid has no such images.
+    """
+    if getattr(ground_truth_data, "has_factor_grid", True) is False:
+        raise ValueError(
+            f"{metric} needs a full factor grid: it fixes one factor and draws images for random values of the "
+            f"others, but {ground_truth_data!r} is labelled images without an image for every combination of "
+            "factor values. Score it with the pair metrics dci, mig, sap and modularity, which need only "
+            "(image, factors) pairs."
+        )

@@ -5,6 +5,7 @@ at step k sees exactly the batches an uninterrupted run would, with any number o
 each of several processes takes its own slice of every global batch.
 """
 
+import logging
 import os
 
 import numpy as np
@@ -12,6 +13,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from concept_diffusion.data.ground_truth import ImageShape
+
+logger = logging.getLogger(__name__)
+# Metrics that fix one factor and draw the others, so need an image for every combination.
+GRID_METRICS = ("factor_vae", "beta_vae")
 
 
 class ImageOnlyData(ImageShape, Dataset):
@@ -43,7 +48,9 @@ class ImageOnlyData(ImageShape, Dataset):
 def load_training_data(source: str, image_size: int):
     """Return `(torch_dataset, ground_truth_or_None)` for `source` at `image_size`.
 
-    Data with factor columns (anything `load_ground_truth` opens) is scored during training; a
+    Data with factors (anything `load_ground_truth` opens: a factor grid, or labelled images
+    without one, such as a folder of images with a metadata.csv) is scored during training (on
+    labelled images without a grid, with the pair metrics dci, mig, sap and modularity only); a
     `datasets` folder or Hub data set with images only is trained on without metrics.
     """
     from concept_diffusion.data import load_ground_truth
@@ -60,6 +67,22 @@ def load_training_data(source: str, image_size: int):
             dataset = dataset["train"]
         return ImageOnlyData(dataset, source), None
     return data.torch_dataset(), data
+
+
+def scorable_metrics(data, metrics, source: str) -> list:
+    """The metrics among `metrics` that can score `data` during training.
+
+    Labelled images without a full factor grid cannot give FactorVAE and BetaVAE (they fix one
+    factor and need the grid): those are left out with a warning, so that a run with the default
+    metrics trains and scores with the rest instead of failing at its first evaluation.
+    """
+    if data is None or getattr(data, "has_factor_grid", True):
+        return list(metrics)
+    dropped = [m for m in metrics if m in GRID_METRICS]
+    if dropped:
+        logger.warning("%s is not a full factor grid: %s need one and are skipped; the pair metrics (dci, mig, sap, "
+                       "modularity) score it", source, ", ".join(dropped))
+    return [m for m in metrics if m not in GRID_METRICS]
 
 
 def check_image_size(data, sample_size: int, in_channels: int, source: str, preset: str) -> None:

@@ -22,7 +22,7 @@ from concept_diffusion.training.checkpoints import (
     save_checkpoint,
 )
 from concept_diffusion.training.config import TrainingConfig
-from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, step_generator
+from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, scorable_metrics, step_generator
 from concept_diffusion.training.visualize import concept_swap_grid, plot_curves
 
 logger = logging.getLogger(__name__)
@@ -195,6 +195,7 @@ def train(config: TrainingConfig) -> TrainingResult:
     sample_size, in_channels = encoder.config.sample_size, encoder.config.in_channels
     dataset, ground_truth = load_training_data(config.data, sample_size)
     check_image_size(dataset if ground_truth is None else ground_truth, sample_size, in_channels, config.data, config.preset)
+    eval_metrics = scorable_metrics(ground_truth, config.eval_metrics, config.data)
     vae = load_first_stage(config.vae, pipe.vae, config.preset)
     if vae is not None:
         vae.to(device)
@@ -266,7 +267,7 @@ def train(config: TrainingConfig) -> TrainingResult:
         pipe_now.set_progress_bar_config(disable=True)
         unwrap(encoder).eval(), unwrap(unet).eval()
         try:
-            if ground_truth is not None and config.eval_metrics and (config.eval_final or not final):
+            if ground_truth is not None and eval_metrics and (config.eval_final or not final):
                 from concept_diffusion.evaluation import evaluate
 
                 train_points, eval_points = config.eval_samples, max(config.eval_samples // 2, 1)
@@ -276,8 +277,8 @@ def train(config: TrainingConfig) -> TrainingResult:
                     "dci": {"num_train": train_points, "num_test": eval_points},
                     "mig": {"num_train": train_points},
                 }
-                scores = evaluate(pipe_now, ground_truth, metrics=config.eval_metrics, fast=True, seed=config.seed,
-                                  metric_kwargs={m: sizes[m] for m in config.eval_metrics if m in sizes}, progress=False)
+                scores = evaluate(pipe_now, ground_truth, metrics=eval_metrics, fast=True, seed=config.seed,
+                                  metric_kwargs={m: sizes[m] for m in eval_metrics if m in sizes}, progress=False)
             grid = concept_swap_grid(pipe_now, fixed[:4], fixed[4:8], config.sample_steps, config.seed)
             os.makedirs(samples_dir, exist_ok=True)
             name = "swap_final.png" if final else f"swap_{step:07d}.png"
