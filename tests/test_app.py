@@ -191,7 +191,7 @@ def test_api_encode_decode_and_reset(client, editor, image_files):
     concepts, reconstruction, *sliders = client.predict(handle_file(image_files[0]), STEPS, 0, api_name="/encode")
     expected = editor.encode(read_image(image_files[0]))
     np.testing.assert_allclose(concepts, expected, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose([slider["value"] for slider in sliders], expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose([slider["value"] for slider in sliders], expected, rtol=0, atol=5e-4 + 1e-9)  # shown to 3 decimals
     pixels = lambda image: (image * 255).round()  # noqa: E731  PNG stores 8 bits
     np.testing.assert_array_equal(pixels(read_image(reconstruction)), pixels(editor.decode(expected)))
     moved = list(concepts)

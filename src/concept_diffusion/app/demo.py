@@ -14,7 +14,7 @@ import PIL.Image
 from concept_diffusion.app.editor import ConceptEditor
 
 # The model's images are 32 or 64 pixels: show them large, with sharp pixels.
-EDITOR_CSS = ".pixelated img { image-rendering: pixelated; }"
+EDITOR_CSS = ".pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
 IMAGE_HEIGHT = 256
 
 
@@ -63,10 +63,11 @@ def _edit_tab(editor: ConceptEditor, quality):
             edited = _image("edited", False, elem_id="edit-output")
             reset = gr.Button("reset to the image's concepts", elem_id="reset")
     sliders = []
-    low, high = editor.statistics.ranges[:, 0], editor.statistics.ranges[:, 1]
+    low, high = [[round(float(v), 3) for v in column] for column in editor.statistics.ranges.T]
+    high = [max(h, l + 0.01) for l, h in zip(low, high)]  # a concept that never moves still gets a slider
     with gr.Row():
         for i, label in enumerate(editor.labels):
-            sliders.append(gr.Slider(float(low[i]), float(high[i]), value=float((low[i] + high[i]) / 2), step=float((high[i] - low[i]) / 200),
+            sliders.append(gr.Slider(low[i], high[i], value=round((low[i] + high[i]) / 2, 3), step=0.001,
                                      label=label, elem_id=f"concept-{i}", min_width=220))
     with gr.Accordion("concept values of the image", open=False):
         encoded = gr.JSON(label="concepts", elem_id="concepts")
@@ -78,7 +79,9 @@ def _edit_tab(editor: ConceptEditor, quality):
         return [concepts, editor.decode(concepts, num_steps, noise_seed), *_slider_updates(concepts)]
 
     def _slider_updates(concepts):
-        return [gr.update(value=v, minimum=min(float(low[i]), v), maximum=max(float(high[i]), v)) for i, v in enumerate(concepts)]
+        # Three decimals are finer than any visible change, and keep the number boxes readable.
+        values = [round(v, 3) for v in concepts]
+        return [gr.update(value=v, minimum=min(low[i], v), maximum=max(high[i], v)) for i, v in enumerate(values)]
 
     def decode(*values):
         *concepts, num_steps, noise_seed = values
