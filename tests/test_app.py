@@ -218,3 +218,27 @@ def test_api_swap_traverse_attention_and_errors(client, editor, image_files):
         assert picture.size == (5 * 160, 160 + 22)
     with pytest.raises(AppError, match="tick at least one concept"):
         client.predict(a, b, [], STEPS, 0, api_name="/swap")
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_cli_edit_launches_the_editor_with_the_cards_data(tmp_path, monkeypatch, editor):
+    import concept_diffusion.app.demo as demo_module
+    from concept_diffusion.cli import main
+    from concept_diffusion.cli.edit import load_editor_data
+
+    folder = tmp_path / "pipeline"
+    editor.pipe.save_pretrained(folder)
+    assert load_editor_data(editor.pipe, str(folder)) is None  # no model card
+    (folder / "README.md").write_text("---\ndatasets:\n- shapes3d-procedural\n---\n# a model\n")
+    launched = {}
+    monkeypatch.setattr(demo_module, "launch_demo", lambda demo, **kwargs: launched.update(demo=demo, **kwargs))
+    assert main(["edit", str(folder), "--max-steps", "3", "--port", "7999"]) == 0
+    demo = launched.pop("demo")
+    assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False}
+    assert demo.editor.max_steps == 3 and len(demo.editor.examples) == 8
+    assert all(label.startswith("concept") for label in demo.editor.labels)
+    assert load_editor_data(editor.pipe, str(folder), "none") is None
+    (folder / "README.md").write_text("---\ndatasets:\n- user/some-hub-dataset\n---\n")
+    assert load_editor_data(editor.pipe, str(folder)) is None  # a download is never implied

@@ -21,26 +21,35 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def card_dataset(folder: str):
-    """The first data set named in a saved pipeline's model card (README.md), or None."""
+def card_dataset(model: str):
+    """The first data set named in the model card of a pipeline folder or Hub repo id, or None."""
+    import httpx
     from huggingface_hub import ModelCard
+    from huggingface_hub.errors import HfHubHTTPError
 
-    path = os.path.join(folder, "README.md")
-    if not os.path.isfile(path):
+    path = os.path.join(model, "README.md") if os.path.isdir(model) else model
+    if os.path.isdir(model) and not os.path.isfile(path):
         return None
-    datasets = ModelCard.load(path).data.to_dict().get("datasets") or []
+    try:
+        card = ModelCard.load(path)
+    except (HfHubHTTPError, httpx.HTTPError, OSError, ValueError):  # no card, or no network: run without data
+        return None
+    datasets = card.data.to_dict().get("datasets") or []
     return datasets[0] if datasets else None
 
 
-def load_editor_data(pipe, folder: str, data: str = None):
-    """`data` (or the model card's data set) rendered at the model's resolution, or None."""
+def load_editor_data(pipe, model: str, data: str = None):
+    """`data` (or the data set of the model card of `model`) rendered at the model's resolution, or None.
+
+    Only data that needs no download is taken from the card; `data` may name any source.
+    """
     from concept_diffusion.data import list_ground_truth, load_ground_truth
 
     if data == "none":
         return None
-    name = data if data is not None else card_dataset(folder)
+    name = data if data is not None else card_dataset(model)
     if name is None or (data is None and name not in list_ground_truth()):
-        return None  # the card names a data set that may need a download; --data opts in
+        return None
     return load_ground_truth(name, image_size=pipe.concept_encoder.config.sample_size)
 
 
@@ -53,8 +62,7 @@ def run(args) -> int:
     from concept_diffusion.pipelines import ConceptDiffusionPipeline
 
     pipe = ConceptDiffusionPipeline.from_pretrained(args.model)
-    folder = args.model if os.path.isdir(args.model) else ""
-    data = load_editor_data(pipe, folder, args.data)
+    data = load_editor_data(pipe, args.model, args.data)
     demo = build_demo(pipe, data=data, max_steps=args.max_steps)
     launch_demo(demo, server_name=args.host, server_port=args.port, share=args.share)
     return 0
