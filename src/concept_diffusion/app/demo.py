@@ -130,8 +130,9 @@ def _attention_tab(editor: ConceptEditor, quality):
     with gr.Row():
         image = _image("image", True, elem_id="attention-input")
         button = gr.Button("show attention", variant="primary", elem_id="attention-button", scale=0)
-    grid = gr.Image(label="cross-attention of each concept token (bright: attended most)", type="pil", format="png", interactive=False,
-                    elem_id="attention-output")
+    gr.Markdown("Each concept token's cross-attention over the image while the model redraws it, averaged over heads, "
+                "layers and steps (bright: the concept this region attends to most).")
+    grid = gr.Image(label="attention maps", show_label=False, type="pil", format="png", interactive=False, elem_id="attention-output")
     button.click(_as_user_error(editor.attention), inputs=[image, *quality], outputs=[grid], api_name="attention")
 
 
