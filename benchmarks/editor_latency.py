@@ -13,7 +13,6 @@ The `cpu` preset's weights are untrained unless --model is given: the time does 
 """
 
 import argparse
-import json
 import os
 import platform
 import socket

@@ -126,6 +126,15 @@ def test_moving_a_slider_changes_the_image(browser_page, editor):
     np.testing.assert_array_equal(after, as_8bit(editor.decode(concepts)))
 
 
+def test_picking_an_example_encodes_it(browser_page, editor):
+    page, _ = browser_page
+    page.locator("#examples button").nth(1).click()
+    expected = [round(v, 3) for v in editor.encode(editor.examples[1])]
+    page.wait_for_function(
+        "expected => expected.every((v, i) => Math.abs(Number(document.querySelector(`#concept-${i} input[type=number]`).value) - v) < 1e-6)",
+        arg=expected, timeout=120_000)
+
+
 def test_swap_in_the_browser(browser_page, editor, image_files):
     page, _ = browser_page
     page.get_by_role("tab", name="Swap").click()

@@ -58,7 +58,7 @@ def _edit_tab(editor: ConceptEditor, quality):
             source = _image("image (upload or pick an example)", True, sources=["upload", "clipboard"], elem_id="edit-input")
             examples = _example_files(editor)
             if examples:
-                gr.Examples(examples=[[path] for path in examples], inputs=[source], label="examples from the data")
+                gr.Examples(examples=[[path] for path in examples], inputs=[source], label="examples from the data", elem_id="examples")
         with gr.Column():
             edited = _image("edited", False, elem_id="edit-output")
             reset = gr.Button("reset to the image's concepts", elem_id="reset")

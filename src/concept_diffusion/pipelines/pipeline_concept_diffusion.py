@@ -628,7 +628,7 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         passes = torch.as_tensor(timesteps).reshape(-1)
         if passes.numel() == 0 or passes.is_floating_point() or passes.min() < 0 or passes.max() >= num_train:
             raise ValueError(f"timesteps must be integers in [0, {num_train}), got {list(timesteps)}: e.g. timesteps=[100, 300, 500]")
-        tokens = self._check_tokens(self.concept_encoder(batch).tokens)
+        tokens = self.concept_encoder(batch).tokens.to(self.unet.dtype)
         if self.vae is None:
             latents = batch.to(self.unet.dtype)
         else:
