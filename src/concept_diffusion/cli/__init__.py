@@ -12,7 +12,7 @@ from importlib import import_module
 from concept_diffusion import __version__
 
 # Module names, in the order `--help` lists them.
-SUBCOMMAND_MODULES = ["quickstart", "train", "data", "evaluate", "hub"]
+SUBCOMMAND_MODULES = ["quickstart", "train", "data", "evaluate", "edit", "attention", "hub"]
 
 
 def build_parser() -> argparse.ArgumentParser:

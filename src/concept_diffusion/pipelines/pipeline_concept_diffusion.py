@@ -647,6 +647,219 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
+    # ------------------------------------------------------------------ attention maps
+
+    @property
+    def attention_layers(self) -> List[str]:
+        """Names of the UNet's cross-attention (`attn2`) layers, where the concept tokens enter, in module order."""
+        return [key[: -len(".processor")] for key in self.unet.attn_processors if key.endswith(".attn2.processor")]
+
+    @torch.no_grad()
+    def attention_maps(
+        self,
+        images: ImageInput,
+        num_inference_steps: int = 50,
+        timesteps: Optional[Sequence[int]] = None,
+        layers: Optional[Sequence[str]] = None,
+        eta: float = 0.0,
+        generator: Optional[torch.Generator] = None,
+        return_dict: bool = False,
+    ):
+        """Where each concept token looks: cross-attention maps `(B, N, H, W)` at image resolution.
+
+        The softmax of every `attn2` layer is recorded, averaged over heads, resized to the image
+        (bilinear, which keeps the sum over concepts at 1) and averaged over layers and passes:
+        - `timesteps=None`: over the `num_inference_steps` steps of a reconstruction of `images`,
+          i.e. the attention while the model redraws the image from noise;
+        - `timesteps=[t, ...]`: over one UNet pass per training timestep t on the image's own latents
+          noised to t (the same noise for every t), i.e. the attention on the real image.
+        At each position the maps sum to 1 over the N concepts. `layers` keeps only the layers whose
+        name (see `attention_layers`) equals or starts with one of its entries, e.g. `["up_blocks"]`.
+        The UNet's processors are restored afterwards, also on error.
+
+        With `return_dict=True`, an `AttentionMapsOutput` also holds the maps per layer (averaged over
+        passes), per pass (averaged over layers), the timesteps and the input images.
+
+        Example:
+            >>> maps = pipe.attention_maps(images, num_inference_steps=20)    # (B, N, H, W)
+            >>> pipe.attention_grid(images, num_inference_steps=20).save("attention.png")
+        """
+        selected = self._select_attention_layers(layers)
+        batch = self.preprocess(images)
+        records = {name: [] for name in selected}
+        originals = self.unet.attn_processors
+        recording = {
+            key: CrossAttentionRecorder(processor, records[key[: -len(".processor")]])
+            if key[: -len(".processor")] in records else processor
+            for key, processor in originals.items()
+        }
+        self.unet.set_attn_processor(recording)  # diffusers pops from the dict it is given
+        try:
+            if timesteps is None:
+                self(images=images, num_inference_steps=num_inference_steps, eta=eta, generator=generator, output_type="np")
+                passes = self.scheduler.timesteps.detach().cpu().clone()
+            else:
+                passes = self._noised_attention_passes(batch, timesteps, generator)
+        finally:
+            self.unet.set_attn_processor(dict(originals))
+        layer_maps, step_maps = self._resize_attention(records, tuple(batch.shape[-2:]))
+        maps = step_maps.mean(0)
+        if not return_dict:
+            return maps
+        inputs = self.image_processor.postprocess(batch.float(), output_type="np")
+        return AttentionMapsOutput(maps=maps, layer_maps=layer_maps, step_maps=step_maps, timesteps=passes, images=inputs)
+
+    def _select_attention_layers(self, layers: Optional[Sequence[str]]) -> List[str]:
+        available = self.attention_layers
+        if not available:
+            raise ValueError("this UNet has no cross-attention (attn2) layers, so the concept tokens have no attention maps")
+        if layers is None:
+            return available
+        if isinstance(layers, str):
+            layers = [layers]
+        selected = [name for name in available if any(name == entry or name.startswith(entry + ".") for entry in layers)]
+        if not selected:
+            raise ValueError(f"layers {list(layers)} match no cross-attention layer: use names or prefixes of {available}")
+        return selected
+
+    def _noised_attention_passes(self, batch: torch.Tensor, timesteps: Sequence[int], generator) -> torch.Tensor:
+        """One UNet pass per timestep on the images' latents noised to it; returns the timesteps."""
+        num_train = self.scheduler.config.num_train_timesteps
+        passes = torch.as_tensor(timesteps).reshape(-1)
+        if passes.numel() == 0 or passes.is_floating_point() or passes.min() < 0 or passes.max() >= num_train:
+            raise ValueError(f"timesteps must be integers in [0, {num_train}), got {list(timesteps)}: e.g. timesteps=[100, 300, 500]")
+        tokens = self.concept_encoder(batch).tokens.to(self.unet.dtype)
+        if self.vae is None:
+            latents = batch.to(self.unet.dtype)
+        else:
+            encoded = self.vae.encode(batch.to(self.vae.dtype))
+            latents = encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.mode()
+            latents = (latents * self.vae.config.scaling_factor).to(self.unet.dtype)
+        noise = randn_tensor(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+        for t in passes.tolist():
+            t_batch = torch.full((latents.shape[0],), t, device=latents.device, dtype=torch.long)
+            self.unet(self.scheduler.add_noise(latents, noise, t_batch), t_batch, encoder_hidden_states=tokens)
+        return passes
+
+    def _resize_attention(self, records: dict, size: tuple):
+        """Recorded (B, h*w, N) softmaxes -> per-layer maps (B, N, H, W) and per-pass maps (S, B, N, H, W)."""
+        _, latent_height, latent_width = self.latent_shape
+        layer_maps, step_sum = {}, None
+        for name, passes in records.items():
+            recorded = torch.stack(passes).float()  # (S, B, h*w, N)
+            num_steps, batch_size, positions, num_concepts = recorded.shape
+            # A layer at 1/f of the latent grid sees (h/f) * (w/f) positions.
+            factor = max(1, round((latent_height * latent_width / positions) ** 0.5))
+            height, width = latent_height // factor, latent_width // factor
+            if height * width != positions:
+                raise RuntimeError(f"attention layer {name} has {positions} positions, not a grid of the {latent_height}x{latent_width} latents")
+            grid = recorded.reshape(num_steps * batch_size, height, width, num_concepts).permute(0, 3, 1, 2)
+            resized = torch.nn.functional.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+            resized = resized.reshape(num_steps, batch_size, num_concepts, *size)
+            layer_maps[name] = resized.mean(0)
+            step_sum = resized if step_sum is None else step_sum + resized
+        return layer_maps, step_sum / len(records)
+
+    def attention_grid(
+        self,
+        images: ImageInput,
+        concept_labels: Optional[Sequence[str]] = None,
+        tile_size: int = 128,
+        alpha: float = 0.6,
+        **kwargs,
+    ) -> PIL.Image.Image:
+        """A labelled grid: one row per image, the image first, then each concept's map over it.
+
+        Every map of one image shares one colour scale (dark: no attention, bright: that image's
+        strongest), so the brightest tile is the concept the region attends to most. `kwargs` go to
+        `attention_maps` (`num_inference_steps`, `timesteps`, `layers`, `generator`, ...);
+        `concept_labels` replace "concept i" in the column titles.
+
+        Example:
+            >>> pipe.attention_grid(images, timesteps=[200, 400, 600]).save("attention.png")
+        """
+        from PIL import ImageDraw, ImageFont
+
+        out = self.attention_maps(images, return_dict=True, **kwargs)
+        num_images, num_concepts = out.maps.shape[:2]
+        labels = [f"concept {i}" for i in range(num_concepts)] if concept_labels is None else list(concept_labels)
+        if len(labels) != num_concepts:
+            raise ValueError(f"concept_labels has {len(labels)} entries for {num_concepts} concepts: give one label per concept")
+        title_height = max(14, tile_size // 7)
+        font = ImageFont.load_default(size=max(10, title_height - 4))
+        grid = PIL.Image.new("RGB", ((num_concepts + 1) * tile_size, num_images * (tile_size + title_height)), "white")
+        draw = ImageDraw.Draw(grid)
+        for row in range(num_images):
+            image = out.images[row]
+            image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+            maps = out.maps[row].numpy()
+            strength = maps / max(float(maps.max()), 1e-12)
+            tiles = [image] + [(1 - alpha) * image + alpha * _heat_colours(strength[k]) for k in range(num_concepts)]
+            top = row * (tile_size + title_height)
+            for column, (tile, label) in enumerate(zip(tiles, ["image"] + labels)):
+                picture = PIL.Image.fromarray((np.clip(tile, 0, 1) * 255).round().astype(np.uint8))
+                grid.paste(picture.resize((tile_size, tile_size), PIL.Image.NEAREST), (column * tile_size, top + title_height))
+                draw.text((column * tile_size + 3, top + 1), label, fill="black", font=font)
+        return grid
+
+
+@dataclass
+class AttentionMapsOutput(BaseOutput):
+    """Output of `ConceptDiffusionPipeline.attention_maps(..., return_dict=True)`.
+
+    Args:
+        maps: `(B, N, H, W)`, averaged over heads, layers and passes; sums to 1 over N.
+        layer_maps: layer name -> `(B, N, H, W)`, averaged over heads and passes.
+        step_maps: `(S, B, N, H, W)`, one per denoising step or timestep, averaged over heads and layers.
+        timesteps: `(S,)`, the timestep of each pass.
+        images: the input images as numpy `(B, H, W, C)` in [0, 1], to draw the maps over.
+    """
+
+    maps: torch.Tensor
+    layer_maps: dict
+    step_maps: torch.Tensor
+    timesteps: torch.Tensor
+    images: np.ndarray
+
+
+class CrossAttentionRecorder:
+    """Attention processor for one `attn2` layer: records the softmax over the concept tokens,
+    averaged over heads, as `(B, h*w, N)`, and leaves the computation to the layer's own processor,
+    so that outputs are unchanged bit for bit."""
+
+    def __init__(self, processor, records: list):
+        self.processor = processor
+        self.records = records
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        if encoder_hidden_states is None:
+            raise ValueError("CrossAttentionRecorder belongs on cross-attention (attn2) layers, which receive the concept tokens")
+        queries = hidden_states
+        if attn.spatial_norm is not None:
+            queries = attn.spatial_norm(queries, temb)
+        if queries.ndim == 4:
+            queries = queries.flatten(2).transpose(1, 2)
+        if attn.group_norm is not None:
+            queries = attn.group_norm(queries.transpose(1, 2)).transpose(1, 2)
+        context = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+        batch_size, num_tokens = context.shape[:2]
+        mask = attn.prepare_attention_mask(attention_mask, num_tokens, batch_size)
+        query = attn.head_to_batch_dim(attn.to_q(queries))
+        key = attn.head_to_batch_dim(attn.to_k(context))
+        probabilities = attn.get_attention_scores(query, key, mask)  # (B * heads, h*w, N)
+        self.records.append(probabilities.reshape(batch_size, attn.heads, *probabilities.shape[1:]).mean(1).detach())
+        return self.processor(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+
+
+# Anchors of the "inferno" colour map: dark for no attention, bright yellow for the most.
+_HEAT_ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32) / 255
+
+
+def _heat_colours(values: np.ndarray) -> np.ndarray:
+    """Values (H, W) in [0, 1] -> RGB (H, W, 3) in [0, 1]."""
+    positions = np.linspace(0, 1, len(_HEAT_ANCHORS))
+    return np.stack([np.interp(values, positions, _HEAT_ANCHORS[:, c]) for c in range(3)], axis=-1)
+
 
 def _replace_directory(source: str, target: str) -> None:
     """Move the finished folder `source` to `target`, replacing a previous save only once the new one is whole."""
