@@ -16,6 +16,11 @@ from concept_diffusion.presets import preset_folder
 TRAINING_FILE = "training.json"
 
 
+def diffusers_alias(name: str) -> dict:
+    """Field metadata giving a flag the spelling of diffusers' example scripts (read by `HfArgumentParser`)."""
+    return {"aliases": [f"--{name}"]}
+
+
 @dataclass
 class AutoencoderTrainingConfig:
     """Stage 1: the first-stage autoencoder (the preset's `vae`, a diffusers `VQModel` or `AutoencoderKL`)."""
@@ -28,11 +33,11 @@ class AutoencoderTrainingConfig:
     """Where the trained vae (diffusers format) is written."""
     seed: int = 0
     """Seeds weights, data order and noise."""
-    max_steps: Optional[int] = 2000
+    max_steps: Optional[int] = field(default=2000, metadata=diffusers_alias("max_train_steps"))
     """Optimizer steps; None to stop on time only."""
     max_minutes: Optional[float] = None
     """Stop after this many minutes of training (checked every step)."""
-    batch_size: int = 64
+    batch_size: int = field(default=64, metadata=diffusers_alias("train_batch_size"))
     """Images per micro-batch and process."""
     gradient_accumulation_steps: int = 1
     """Micro-batches per optimizer step (accelerate)."""
@@ -52,11 +57,11 @@ class AutoencoderTrainingConfig:
     """On NVIDIA GPUs (Ampere and newer), run float32 matmuls and convolutions in TF32. No effect on CPU."""
     num_workers: int = 0
     """DataLoader workers."""
-    checkpoint_every: int = 500
+    checkpoint_every: int = field(default=500, metadata=diffusers_alias("checkpointing_steps"))
     """Steps between checkpoints (0: only at the end)."""
     checkpoints_total_limit: int = 2
     """Checkpoints kept; older ones are deleted."""
-    resume: Optional[str] = None
+    resume: Optional[str] = field(default=None, metadata=diffusers_alias("resume_from_checkpoint"))
     """"latest" or a checkpoint folder to continue from."""
     report_to: str = "tensorboard"
     """accelerate tracker ("tensorboard", "wandb", "all" or "none"); a JSONL log is always written."""
@@ -81,11 +86,11 @@ class TrainingConfig:
     """Run folder: checkpoints/, logs, samples/ and the final pipeline/."""
     seed: int = 0
     """Seeds weights, data order, timesteps and noise (exactly reproducible on CPU)."""
-    max_steps: Optional[int] = 2000
+    max_steps: Optional[int] = field(default=2000, metadata=diffusers_alias("max_train_steps"))
     """Optimizer steps; None to stop on time only."""
     max_minutes: Optional[float] = None
     """Stop after this many minutes of training (checked every step)."""
-    batch_size: int = 64
+    batch_size: int = field(default=64, metadata=diffusers_alias("train_batch_size"))
     """Images per optimizer step and process (before gradient accumulation)."""
     gradient_accumulation_steps: int = 1
     """Micro-batches per optimizer step (accelerate)."""
@@ -140,11 +145,11 @@ class TrainingConfig:
     and scores with larger sizes itself."""
     sample_steps: int = 20
     """DDIM steps for the swap grids."""
-    checkpoint_every: int = 500
+    checkpoint_every: int = field(default=500, metadata=diffusers_alias("checkpointing_steps"))
     """Steps between checkpoints (0: only at the end)."""
     checkpoints_total_limit: int = 2
     """Checkpoints kept; older ones are deleted."""
-    resume: Optional[str] = None
+    resume: Optional[str] = field(default=None, metadata=diffusers_alias("resume_from_checkpoint"))
     """"latest" or a checkpoint folder to continue from."""
     report_to: str = "tensorboard"
     """accelerate tracker ("tensorboard", "wandb", "all" or "none"); a JSONL log is always written."""

@@ -48,7 +48,8 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
                metric_sizes: Optional[dict] = None, **overrides) -> QuickstartResult:
     """Train, evaluate and draw; returns the metrics and the files written.
 
-    `overrides` are `TrainingConfig` fields; `metric_sizes` replaces `FINAL_METRIC_SIZES`.
+    `overrides` are `TrainingConfig` fields (their `sample_steps` also draws the final pictures);
+    `metric_sizes` replaces `FINAL_METRIC_SIZES`.
 
     Example:
         >>> result = quickstart("outputs/quickstart", minutes=10)
@@ -81,16 +82,17 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
                   "training_minutes": round(result.seconds / 60, 2)}, files["metrics"])
 
     rng = np.random.RandomState(seed + 1)
+    picture_steps = overrides.get("sample_steps", SAMPLING_STEPS)
     images = data.sample_observations(8, rng)  # numpy (8, H, W, C) in [0, 1], as the pipeline takes them
     files["swap"] = os.path.join(output_dir, "swap.png")
     with atomic_path(files["swap"], ".png") as temporary:
-        concept_swap_grid(pipe, images[:4], images[4:8], num_inference_steps=SAMPLING_STEPS, seed=seed).save(temporary)
+        concept_swap_grid(pipe, images[:4], images[4:8], num_inference_steps=picture_steps, seed=seed).save(temporary)
 
     ranges = concept_ranges(pipe, data, seed=seed)
     sweeps = torch.stack([torch.linspace(low, high, 8) for low, high in ranges.tolist()])
     num_concepts = pipe.concept_encoder.config.num_concepts
     traversal = pipe.traverse(images[:1], concept_index=list(range(num_concepts)), values=sweeps,
-                              num_inference_steps=SAMPLING_STEPS, generator=torch.Generator().manual_seed(seed))
+                              num_inference_steps=picture_steps, generator=torch.Generator().manual_seed(seed))
     files["traversal"] = os.path.join(output_dir, "traversal.png")
     with atomic_path(files["traversal"], ".png") as temporary:
         traversal.grid.save(temporary)

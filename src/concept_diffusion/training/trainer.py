@@ -251,17 +251,22 @@ def evaluate_and_draw(parts: EncDiffParts, config: TrainingConfig, ground_truth,
     return scores
 
 
-def score_during_training(pipe, ground_truth, config: TrainingConfig) -> dict:
-    """`config.eval_metrics` in fast mode on `eval_samples` training points (half as many evaluation points)."""
-    from concept_diffusion.evaluation import evaluate
-
-    train_points, eval_points = config.eval_samples, max(config.eval_samples // 2, 1)
-    sizes = {
+def metric_sizes(train_points: int) -> dict:
+    """Metric arguments for `train_points` training points and half as many evaluation points."""
+    eval_points = max(train_points // 2, 1)
+    return {
         "factor_vae": {"num_train": train_points, "num_eval": eval_points, "num_variance_estimate": train_points,
                        "batch_size": min(64, train_points)},
         "dci": {"num_train": train_points, "num_test": eval_points},
         "mig": {"num_train": train_points},
     }
+
+
+def score_during_training(pipe, ground_truth, config: TrainingConfig) -> dict:
+    """`config.eval_metrics` in fast mode on `eval_samples` training points (half as many evaluation points)."""
+    from concept_diffusion.evaluation import evaluate
+
+    sizes = metric_sizes(config.eval_samples)
     return evaluate(pipe, ground_truth, metrics=config.eval_metrics, fast=True, seed=config.seed,
                     metric_kwargs={m: sizes[m] for m in config.eval_metrics if m in sizes}, progress=False)
 
