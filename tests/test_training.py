@@ -181,7 +181,7 @@ def test_quickstart_writes_everything_it_promises(tmp_path):
     sizes = {"factor_vae": {"num_train": 20, "num_eval": 10, "num_variance_estimate": 64, "batch_size": 8},
              "dci": {"num_train": 64, "num_test": 32}, "mig": {"num_train": 64}}
     result = quickstart(str(tmp_path / "qs"), minutes=5, max_steps=2, batch_size=4, eval_every=0, eval_metrics=[],
-                        report_to="none", metric_sizes=sizes)
+                        report_to="none", metric_sizes=sizes, sample_steps=2)
     for name in ("pipeline", "metrics", "swap", "traversal", "model_card", "curves", "log"):
         assert os.path.exists(result.files[name]), name
     scores = json.loads((tmp_path / "qs" / "metrics.json").read_text())
@@ -216,7 +216,7 @@ def test_first_stage_resumes_exactly(tmp_path):
 
     straight = run("straight", 3)
     run("resumed", 2)
-    resumed = run("resumed", 3, resume="latest")
+    resumed = run("resumed", 3, resume="checkpoint-2")  # diffusers' spelling: a checkpoint's name in the run
     from safetensors.torch import load_file
 
     expected, actual = (load_file(os.path.join(folder, "diffusion_pytorch_model.safetensors")) for folder in (straight, resumed))

@@ -80,7 +80,7 @@ def estimate_scaling_factor(vae, dataset, config: TrainingConfig, device) -> flo
     latents = []
     with torch.no_grad():
         for _, batch in zip(range(config.latent_scale_batches), loader):
-            latents.append(images_to_latents(vae, batch["images"].to(device)).float().flatten())
+            latents.append(images_to_latents(vae, images_to_device(batch, device, config.data)).float().flatten())
     return float(1.0 / torch.cat(latents).std())
 
 
