@@ -156,7 +156,8 @@ class TrainingConfig:
     log_every: int = 10
     """Steps between log records."""
     push_to_hub: Optional[str] = None
-    """Repo id to push the final pipeline to."""
+    """Repo id to push the final pipeline to. On the command line also `--push_to_hub --hub_model_id REPO`
+    (diffusers' spelling), or a bare `--push_to_hub` for a repo named after output_dir."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -134,6 +134,8 @@ class EncDiffParts:
     lr_scheduler: object
     ema_unet: object
     ema_encoder: Optional[object]
+    params: list
+    """Encoder and UNet parameters, clipped together."""
 
     def unwrapped(self):
         """(encoder, unet) without accelerate's wrappers."""
@@ -177,7 +179,7 @@ def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
             ema.to(accelerator.device)
             accelerator.register_for_checkpointing(ema)
     parts = EncDiffParts(accelerator, encoder, unet, vae, DDPMScheduler.from_config(pipe.scheduler.config),
-                         optimizer, lr_scheduler, ema_unet, ema_encoder)
+                         optimizer, lr_scheduler, ema_unet, ema_encoder, params)
     return parts, dataset, ground_truth
 
 
@@ -193,7 +195,7 @@ def training_step(parts: EncDiffParts, config: TrainingConfig, batch: dict, numb
         loss = diffusion_loss(parts.unet, parts.noise_scheduler, latents, tokens, generator, config)
         accelerator.backward(loss)
         if accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(list(parts.encoder.parameters()) + list(parts.unet.parameters()), config.max_grad_norm)
+            accelerator.clip_grad_norm_(parts.params, config.max_grad_norm)
         parts.optimizer.step()
         parts.lr_scheduler.step()
         parts.optimizer.zero_grad(set_to_none=True)
