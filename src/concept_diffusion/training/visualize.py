@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import PIL.Image
 import torch
 from diffusers.utils import make_image_grid
 
@@ -32,7 +33,27 @@ def concept_swap_grid(pipe, sources: np.ndarray, references: np.ndarray, num_inf
     tiles = []
     for row in range(len(columns[0])):
         tiles += [originals[0][row], originals[1][row]] + [column[row] for column in columns]
-    return make_image_grid(tiles, rows=len(columns[0]), cols=num_concepts + 2)
+    labels = ["source", "reference"] + [f"concept {k}" for k in range(num_concepts)]
+    return labelled_grid(tiles, rows=len(columns[0]), labels=labels)
+
+
+def labelled_grid(tiles: list, rows: int, labels: list, min_tile: int = 96) -> PIL.Image.Image:
+    """Tiles in `rows` rows under a header naming each column; small tiles are enlarged (pixel for
+    pixel) to at least `min_tile` so that the picture can be read."""
+    from PIL import ImageDraw, ImageFont
+
+    width, height = tiles[0].size
+    scale = max(1, -(-min_tile // width))
+    tiles = [tile.convert("RGB").resize((width * scale, height * scale), PIL.Image.NEAREST) for tile in tiles]
+    grid = make_image_grid(tiles, rows=rows, cols=len(labels))
+    font = ImageFont.load_default(size=max(10, width * scale // 8))
+    header = max(14, width * scale // 5)
+    picture = PIL.Image.new("RGB", (grid.width, grid.height + header), "white")
+    picture.paste(grid, (0, header))
+    draw = ImageDraw.Draw(picture)
+    for column, label in enumerate(labels):
+        draw.text(((column + 0.5) * width * scale, header / 2), label, fill="black", font=font, anchor="mm")
+    return picture
 
 
 def plot_curves(log_path: str, png_path: str) -> None:
