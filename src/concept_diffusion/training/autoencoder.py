@@ -14,8 +14,17 @@ from concept_diffusion.atomic import atomic_directory
 from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.checkpoints import save_checkpoint
 from concept_diffusion.training.config import AutoencoderTrainingConfig
-from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, step_generator
-from concept_diffusion.training.runtime import Stage, images_to_device, resume_point, run_loop, start_run
+from concept_diffusion.training.data import check_image_size, load_training_data, step_generator
+from concept_diffusion.training.runtime import (
+    Stage,
+    continue_run,
+    images_to_device,
+    open_log,
+    resume_point,
+    run_loop,
+    start_run,
+    step_loader,
+)
 
 KL_SCALE = 1e-6  # the KL term's usual weight for latent-diffusion autoencoders
 
@@ -90,21 +99,12 @@ def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
     accelerator = start_run(config)
     resume_path, resume_state = resume_point(config)
     model, optimizer, lr_scheduler, dataset = setup(config, accelerator)
-    step = 0
-    if resume_path is not None:
-        accelerator.load_state(resume_path)
-        step = resume_state["step"]
-    if accelerator.is_main_process:
-        accelerator.init_trackers("concept-diffusion-vae", config={k: str(v) for k, v in config.to_dict().items()})
-    loader = batch_loader(dataset, config.batch_size, config.seed, start=step * config.gradient_accumulation_steps,
-                          num_workers=config.num_workers, num_processes=accelerator.num_processes,
-                          process_index=accelerator.process_index)
+    step = continue_run(accelerator, config, resume_path, resume_state, "concept-diffusion-vae")
     stage = Stage(name="training first stage", lr_scheduler=lr_scheduler,
                   step=functools.partial(training_step, accelerator, model, optimizer, lr_scheduler, config),
                   trainer_state=functools.partial(trainer_state, config))
-    log_path = os.path.join(config.output_dir, "log.jsonl")
-    with open(log_path, "a") if accelerator.is_main_process else open(os.devnull, "w") as log_file:
-        loop = run_loop(accelerator, config, stage, loader, step, resume_path, log_file)
+    with open_log(accelerator, config) as log_file:
+        loop = run_loop(accelerator, config, stage, step_loader(dataset, config, accelerator, step), step, resume_path, log_file)
     save_checkpoint(accelerator, config.output_dir, loop.step, stage.trainer_state(), config.checkpoints_total_limit)
     vae_dir = os.path.join(config.output_dir, "vae")
     if accelerator.is_main_process:

@@ -15,6 +15,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from concept_diffusion.training.checkpoints import check_same_config, read_state, resolve_resume, save_checkpoint
+from concept_diffusion.training.data import batch_loader
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,30 @@ def resume_point(config):
     state = read_state(path)
     check_same_config(state["config"], config.to_dict(), path)
     return path, state
+
+
+def continue_run(accelerator, config, resume_path: Optional[str], resume_state: Optional[dict], project: str) -> int:
+    """Load the checkpoint (after `accelerator.prepare`) and start the trackers; returns the step to continue from."""
+    step = 0
+    if resume_path is not None:
+        accelerator.load_state(resume_path)
+        step = resume_state["step"]
+        logger.info("resumed from %s at step %d", resume_path, step)
+    if accelerator.is_main_process:
+        accelerator.init_trackers(project, config={key: str(value) for key, value in config.to_dict().items()})
+    return step
+
+
+def step_loader(dataset, config, accelerator, step: int):
+    """The batches from optimizer step `step` on, this process's slice of each."""
+    return batch_loader(dataset, config.batch_size, config.seed, start=step * config.gradient_accumulation_steps,
+                        num_workers=config.num_workers, num_processes=accelerator.num_processes,
+                        process_index=accelerator.process_index)
+
+
+def open_log(accelerator, config):
+    """The run's JSONL log, appended to on the main process (the other processes write nowhere)."""
+    return open(os.path.join(config.output_dir, "log.jsonl"), "a") if accelerator.is_main_process else open(os.devnull, "w")
 
 
 def images_to_device(batch: dict, device, source: str) -> torch.Tensor:

@@ -23,11 +23,14 @@ from concept_diffusion.training.data import batch_loader, check_image_size, load
 from concept_diffusion.training.runtime import (
     LoopResult,
     Stage,
+    continue_run,
     global_batch,
     images_to_device,
+    open_log,
     resume_point,
     run_loop,
     start_run,
+    step_loader,
     write_record,
 )
 from concept_diffusion.training.visualize import concept_swap_grid, plot_curves
@@ -332,19 +335,9 @@ def train(config: TrainingConfig) -> TrainingResult:
     accelerator = start_run(config)
     resume_path, resume_state = resume_point(config)
     parts, dataset, ground_truth = setup(config, accelerator, resume_state)
-    step = 0
-    if resume_path is not None:
-        accelerator.load_state(resume_path)
-        step = resume_state["step"]
-        logger.info("resumed from %s at step %d", resume_path, step)
+    step = continue_run(accelerator, config, resume_path, resume_state, "concept-diffusion")
     if ground_truth is None and config.eval_metrics:
         logger.warning("%s has no factors: the metrics (%s) are skipped", config.data, ", ".join(config.eval_metrics))
-    if accelerator.is_main_process:
-        accelerator.init_trackers("concept-diffusion", config={k: str(v) for k, v in config.to_dict().items()})
-
-    loader = batch_loader(dataset, config.batch_size, config.seed, start=step * config.gradient_accumulation_steps,
-                          num_workers=config.num_workers, num_processes=accelerator.num_processes,
-                          process_index=accelerator.process_index)
     # the swap grids' images, as the pipeline takes them: numpy (B, H, W, C) in [0, 1]
     fixed = next(iter(batch_loader(dataset, 8, seed=config.seed + 104729)))["images"]
     swap_images = ((fixed.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
@@ -356,8 +349,8 @@ def train(config: TrainingConfig) -> TrainingResult:
         evaluate=functools.partial(evaluate_and_draw, parts, config, ground_truth, swap_images, final=False),
         eval_every=config.eval_every,
     )
-    with open(os.path.join(config.output_dir, "log.jsonl"), "a") if accelerator.is_main_process else open(os.devnull, "w") as log_file:
-        loop = run_loop(accelerator, config, stage, loader, step, resume_path, log_file)
+    with open_log(accelerator, config) as log_file:
+        loop = run_loop(accelerator, config, stage, step_loader(dataset, config, accelerator, step), step, resume_path, log_file)
         return finalize(parts, config, loop, ground_truth, swap_images, log_file)
 
 
