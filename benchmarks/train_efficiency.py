@@ -99,8 +99,9 @@ def encdiff_reconstruction_mse(pipeline_dir: str, images, steps: int, seed: int,
     pipe = ConceptDiffusionPipeline.from_pretrained(pipeline_dir).to(device)
     pipe.set_progress_bar_config(disable=True)
     with torch.inference_mode():
-        # The pipeline takes and returns images in [0, 1] (diffusers' convention).
-        out = pipe(images=(images.to(device) + 1) / 2, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+        # The pipeline takes images in [0, 1] (diffusers' convention); numpy (B, H, W, C) reads the same in every version.
+        pixels = ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        out = pipe(images=pixels, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
                    output_type="pt").images
     return reconstruction_mse(out * 2 - 1, images.to(out.device))
 

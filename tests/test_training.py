@@ -45,7 +45,7 @@ def test_first_stage_is_a_diffusers_vae(vae_dir):
     vae = VQModel.from_pretrained(vae_dir)
     assert vae.config.latent_channels == 3
     with open(os.path.join(os.path.dirname(vae_dir), "log.jsonl")) as file:
-        assert [json.loads(line)["step"] for line in file] == [2]
+        assert [json.loads(line)["step"] for line in file] == [1, 2]  # the first and the last step
 
 
 def test_train_writes_pipeline_card_samples_and_logs(tmp_path, vae_dir):
@@ -181,7 +181,7 @@ def test_quickstart_writes_everything_it_promises(tmp_path):
     sizes = {"factor_vae": {"num_train": 20, "num_eval": 10, "num_variance_estimate": 64, "batch_size": 8},
              "dci": {"num_train": 64, "num_test": 32}, "mig": {"num_train": 64}}
     result = quickstart(str(tmp_path / "qs"), minutes=5, max_steps=2, batch_size=4, eval_every=0, eval_metrics=[],
-                        report_to="none", metric_sizes=sizes)
+                        report_to="none", metric_sizes=sizes, sample_steps=2)
     for name in ("pipeline", "metrics", "swap", "traversal", "model_card", "curves", "log"):
         assert os.path.exists(result.files[name]), name
     scores = json.loads((tmp_path / "qs" / "metrics.json").read_text())
@@ -189,3 +189,49 @@ def test_quickstart_writes_everything_it_promises(tmp_path):
     assert "factor_vae.eval_accuracy" in (tmp_path / "qs" / "pipeline" / "README.md").read_text()
     last = json.loads((tmp_path / "qs" / "log.jsonl").read_text().splitlines()[-1])  # the curves end with these scores
     assert last["scored_by"] == "quickstart" and last["factor_vae.eval_accuracy"] == scores["factor_vae.eval_accuracy"]
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one process-wide state; a test that changes how it is launched starts and ends with a fresh one."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_mixed_precision_comes_from_accelerate_launch_by_default(tmp_path, vae_dir, monkeypatch, fresh_accelerate_state):
+    assert TrainingConfig().mixed_precision is None and AutoencoderTrainingConfig().mixed_precision is None
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch --mixed_precision bf16` sets
+    train(tiny_config(tmp_path, vae_dir, max_steps=1, sample_steps=1))
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["mixed_precision"] == "bf16"
+
+
+def test_first_stage_resumes_exactly(tmp_path):
+    def run(name, max_steps, **overrides):
+        config = build_config(AutoencoderTrainingConfig, dict(preset="tiny", output_dir=str(tmp_path / name), max_steps=max_steps,
+                                                              batch_size=2, checkpoint_every=2, report_to="none", **overrides))
+        return train_autoencoder(config)
+
+    straight = run("straight", 3)
+    run("resumed", 2)
+    resumed = run("resumed", 3, resume="checkpoint-2")  # diffusers' spelling: a checkpoint's name in the run
+    from safetensors.torch import load_file
+
+    expected, actual = (load_file(os.path.join(folder, "diffusion_pytorch_model.safetensors")) for folder in (straight, resumed))
+    assert expected.keys() == actual.keys()
+    for name in expected:  # the same process, seed and batches: the bits are the point
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=0, msg=name)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # the resumed run logs from where the first one stopped
+
+
+def test_non_finite_pixels_are_refused_before_the_device():
+    from concept_diffusion.training.runtime import images_to_device
+
+    images = torch.zeros(2, 3, 4, 4)
+    assert images_to_device({"images": images}, "cpu", "my-data").shape == (2, 3, 4, 4)
+    images[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="my-data gave a batch with NaN"):
+        images_to_device({"images": images}, "cpu", "my-data")

@@ -1,8 +1,9 @@
 """The `concept-diffusion` command.
 
 Each subcommand lives in its own module of this package and exposes `register(subparsers)`,
-which adds its parser and sets `func`, the function that runs it. Heavy imports happen inside
-those functions, so `--help` answers at once.
+which adds its parser and sets `func`, the function that runs it (and `takes_flags=True` when it
+parses its own flags, in `args.flags`). Heavy imports happen inside those functions, so `--help`
+answers at once. A new subcommand is a new module plus its name in `SUBCOMMAND_MODULES`.
 """
 
 import argparse
@@ -29,10 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, flags = parser.parse_known_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 1
+    # Subcommands whose flags depend on their own arguments (train: the preset) parse them themselves.
+    if getattr(args, "takes_flags", False):
+        args.flags = flags
+    elif flags:
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
     try:
         return args.func(args) or 0
     except (ValueError, FileNotFoundError) as error:

@@ -1,8 +1,8 @@
 """`concept-diffusion data`: list the ground-truth data sets, preview one, convert one for `datasets` / the Hub."""
 
-import os
-import shutil
 from pathlib import Path
+
+from concept_diffusion.atomic import atomic_directory, atomic_path
 
 
 def register(subparsers) -> None:
@@ -53,10 +53,8 @@ def _preview(data, args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ValueError(f"--out {out}: expected a .png file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    preview_grid(data, columns=args.columns, seed=args.seed).save(tmp, format="PNG")
-    os.replace(tmp, out)
+    with atomic_path(out, ".png") as temporary:
+        preview_grid(data, columns=args.columns, seed=args.seed).save(temporary, format="PNG")
     print(f"wrote {out}: one row per factor ({', '.join(data.factor_names)})")
     return 0
 
@@ -71,11 +69,8 @@ def _convert(data, args) -> int:
     indices = None if args.limit is None else np.arange(min(args.limit, len(data)))
     dataset = to_hf_dataset(data, indices=indices)
     out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    dataset.save_to_disk(str(tmp))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_directory(out) as staging:
+        dataset.save_to_disk(staging)
     print(f"wrote {out}: {len(dataset)} images, factors {', '.join(data.factor_names)}")
     if args.push_to_hub:
         url = push_ground_truth_to_hub(dataset if args.limit is not None else data, args.push_to_hub, private=args.private)

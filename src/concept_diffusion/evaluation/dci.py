@@ -19,6 +19,7 @@ time. To reproduce a reference run exactly, call `np.random.seed(s)` before the 
 before both). `evaluate(...)` passes `RandomState(seed)`, so its values are reproducible.
 """
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -148,6 +149,46 @@ def _numba_trees(codes_train):
 _BACKENDS = {"numba": _numba_trees, "sklearn": _sklearn_trees}
 
 
+def _exact_backend(backend: str) -> str:
+    """`backend`, or "sklearn" (with a warning) when the numba trees would not equal the installed sklearn's."""
+    from concept_diffusion.evaluation.gbt import EXACT_SKLEARN_MINOR, installed_sklearn_is_exact
+
+    if backend != "numba" or installed_sklearn_is_exact():
+        return backend
+    import sklearn
+
+    exact = ".".join(map(str, EXACT_SKLEARN_MINOR))
+    warnings.warn(
+        f"DCI's numba trees equal scikit-learn {exact}.x's, but scikit-learn {sklearn.__version__} is installed: "
+        f"using backend='sklearn' (the reference itself, slower). Install scikit-learn=={exact}.* for the fast exact path.",
+        stacklevel=3,
+    )
+    return "sklearn"
+
+
+def _split_gains(model, num_codes: int) -> np.ndarray:
+    """Total split gain per code over the trees of a fitted HistGradientBoostingClassifier.
+
+    sklearn has no public accessor for its histogram trees, so this reads the private `_predictors`
+    (lists of TreePredictor with a `nodes` record array); a future sklearn that changes them fails
+    here with a clear message instead of giving a wrong number.
+    """
+    gains = np.zeros(num_codes)
+    try:
+        for stage in model._predictors:
+            for predictor in stage:
+                splits = predictor.nodes[predictor.nodes["is_leaf"] == 0]
+                np.add.at(gains, splits["feature_idx"], splits["gain"])
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as error:
+        import sklearn
+
+        raise RuntimeError(
+            f"fast DCI reads the split gains of HistGradientBoostingClassifier's trees (the private `_predictors`), "
+            f"which scikit-learn {sklearn.__version__} lays out differently ({error}): use fast=False, or scikit-learn 1.9.*"
+        ) from error
+    return gains
+
+
 def _fit_gbt(codes_train, factors_train, codes_test, factors_test, estimator_random_state, n_jobs, backend):
     """Importance matrix (d, k) and mean accuracies of one GBC per factor, fitted in parallel."""
     num_factors = factors_train.shape[1]
@@ -159,7 +200,7 @@ def _fit_gbt(codes_train, factors_train, codes_test, factors_test, estimator_ran
         )
     trees_per_fit = [_GBC_NUM_STAGES * (n if n > 2 else 1) for n in num_classes]
     forks = fork_random_states(estimator_random_state, trees_per_fit)
-    fit = _BACKENDS[backend](codes_train)
+    fit = _BACKENDS[_exact_backend(backend)](codes_train)
 
     def fit_factor(j):
         model = fit(factors_train[:, j], forks[j])
@@ -202,11 +243,7 @@ def _fit_hist_gbt(codes_train, factors_train, codes_test, factors_test, estimato
             model.fit(codes_train, factors_train[:, j])
             train_accuracy = np.mean(model.predict(codes_train) == factors_train[:, j])
             test_accuracy = np.mean(model.predict(codes_test) == factors_test[:, j])
-        gains = np.zeros(num_codes)
-        for stage in model._predictors:
-            for predictor in stage:
-                splits = predictor.nodes[predictor.nodes["is_leaf"] == 0]
-                np.add.at(gains, splits["feature_idx"], splits["gain"])
+        gains = _split_gains(model, num_codes)
         importance = gains / gains.sum() if gains.sum() > 0 else gains
         return importance, train_accuracy, test_accuracy
 

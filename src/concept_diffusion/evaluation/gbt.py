@@ -39,6 +39,17 @@ import scipy.special
 import scipy.stats
 from numba import njit
 
+EXACT_SKLEARN_MINOR = (1, 9)  # the scikit-learn minor version whose trees these equal bit for bit (pinned in pyproject)
+
+
+def installed_sklearn_is_exact() -> bool:
+    """True when the installed scikit-learn is the minor version these trees reproduce exactly."""
+    import sklearn
+
+    major, minor = (int(part) for part in sklearn.__version__.split(".")[:2])
+    return (major, minor) == EXACT_SKLEARN_MINOR
+
+
 _RAND_R_MAX = 2147483647  # sklearn's tree seed is randint(0, RAND_R_MAX)
 _FEATURE_THRESHOLD = 1e-7  # values closer than this are not split apart (sklearn's splitter)
 _TREE_EPSILON = np.finfo(np.float64).eps  # sklearn's tree builder: purer nodes are leaves

@@ -2,7 +2,8 @@
 
 from .autoencoder import train_autoencoder
 from .config import AutoencoderTrainingConfig, TrainingConfig, build_config
-from .trainer import TrainingDiverged, TrainingResult, train
+from .runtime import TrainingDiverged
+from .trainer import TrainingResult, train
 
 __all__ = ["AutoencoderTrainingConfig", "TrainingConfig", "TrainingDiverged", "TrainingResult", "build_config",
            "train", "train_autoencoder"]

@@ -4,19 +4,27 @@ Trained with an L1 or L2 reconstruction loss plus the codebook loss (VQ) or a KL
 result is a diffusers folder that stage 2 takes as `vae=...`.
 """
 
-import json
-import math
+import functools
 import os
-import shutil
-import time
 
 import torch
 import torch.nn.functional as F
 
+from concept_diffusion.atomic import atomic_directory
 from concept_diffusion.presets import build_pipeline
+from concept_diffusion.training.checkpoints import save_checkpoint
 from concept_diffusion.training.config import AutoencoderTrainingConfig
-from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, step_generator
-from concept_diffusion.training.trainer import TrainingDiverged, check_writable, make_accelerator
+from concept_diffusion.training.data import check_image_size, load_training_data, step_generator
+from concept_diffusion.training.runtime import (
+    Stage,
+    continue_run,
+    images_to_device,
+    open_log,
+    resume_point,
+    run_loop,
+    start_run,
+    step_loader,
+)
 
 KL_SCALE = 1e-6  # the KL term's usual weight for latent-diffusion autoencoders
 
@@ -45,18 +53,10 @@ class AutoencoderWithLoss(torch.nn.Module):
         return reconstruction_loss + self.config.regularization_weight * regularization, reconstruction_loss
 
 
-def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
-    """Train the preset's first stage on `config.data`; returns the folder of the saved vae.
-
-    Example:
-        >>> from concept_diffusion.training import AutoencoderTrainingConfig, build_config, train_autoencoder
-        >>> vae_dir = train_autoencoder(build_config(AutoencoderTrainingConfig, {"preset": "shapes3d", "max_steps": 5000}))
-    """
+def setup(config: AutoencoderTrainingConfig, accelerator):
+    """Build the vae with its loss, the optimizer and the data; returns `(model, optimizer, lr_scheduler, dataset)`."""
     from diffusers.optimization import get_scheduler
-    from tqdm.auto import tqdm
 
-    check_writable(config.output_dir)
-    accelerator = make_accelerator(allow_tf32=config.allow_tf32, mixed_precision=config.mixed_precision)
     vae = build_pipeline(config.preset, seed=config.seed).vae
     if vae is None:
         raise ValueError(f"the preset {config.preset!r} diffuses in pixel space: it has no first stage to train")
@@ -67,38 +67,49 @@ def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=True)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    loader = batch_loader(dataset, config.batch_size, config.seed, num_workers=config.num_workers,
-                          num_processes=accelerator.num_processes, process_index=accelerator.process_index)
-    log_path = os.path.join(config.output_dir, "log.jsonl")
-    progress = tqdm(total=config.max_steps, desc="training first stage", unit="step", disable=not accelerator.is_local_main_process)
-    started = time.monotonic()
-    with open(log_path, "a") if accelerator.is_main_process else open(os.devnull, "w") as log_file:
-        for step, batch in zip(range(1, config.max_steps + 1), loader):
-            images = batch["images"].to(accelerator.device, non_blocking=True)
-            loss, reconstruction_loss = model(images, step_generator(config.seed, step, accelerator.process_index,
-                                                                     accelerator.device))
-            accelerator.backward(loss)
+    return model, optimizer, lr_scheduler, dataset
+
+
+def training_step(accelerator, model, optimizer, lr_scheduler, config: AutoencoderTrainingConfig, batch: dict, number: int) -> dict:
+    """One micro-batch of the reconstruction loss; the optimizer steps when gradients sync."""
+    images = images_to_device(batch, accelerator.device, config.data)
+    with accelerator.accumulate(model):
+        loss, reconstruction_loss = model(images, step_generator(config.seed, number, accelerator.process_index, accelerator.device))
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
             accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            progress.update(1)
-            if step % config.log_every == 0 or step == config.max_steps:  # the only host syncs
-                record = {"step": step, "images_seen": step * config.batch_size * accelerator.num_processes,
-                          "seconds": round(time.monotonic() - started, 3), "loss": loss.item(),
-                          "reconstruction_loss": reconstruction_loss.item()}
-                if not math.isfinite(record["loss"]):
-                    raise TrainingDiverged(f"the first-stage loss became {record['loss']} by step {step}: "
-                                           f"lower learning_rate (now {config.learning_rate})")
-                progress.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
-                log_file.write(json.dumps(record) + "\n")
-    progress.close()
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return {"loss": loss.detach(), "reconstruction_loss": reconstruction_loss.detach()}
+
+
+def trainer_state(config: AutoencoderTrainingConfig) -> dict:
+    """What a checkpoint needs besides accelerate's state: the config that made it."""
+    return {"config": config.to_dict()}
+
+
+def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
+    """Train the preset's first stage on `config.data`; returns the folder of the saved vae.
+
+    Example:
+        >>> from concept_diffusion.training import AutoencoderTrainingConfig, build_config, train_autoencoder
+        >>> vae_dir = train_autoencoder(build_config(AutoencoderTrainingConfig, {"preset": "shapes3d", "max_steps": 5000}))
+    """
+    accelerator = start_run(config)
+    resume_path, resume_state = resume_point(config)
+    model, optimizer, lr_scheduler, dataset = setup(config, accelerator)
+    step = continue_run(accelerator, config, resume_path, resume_state, "concept-diffusion-vae")
+    stage = Stage(name="training first stage", lr_scheduler=lr_scheduler,
+                  step=functools.partial(training_step, accelerator, model, optimizer, lr_scheduler, config),
+                  trainer_state=functools.partial(trainer_state, config))
+    with open_log(accelerator, config) as log_file:
+        loop = run_loop(accelerator, config, stage, step_loader(dataset, config, accelerator, step), step, resume_path, log_file)
+    save_checkpoint(accelerator, config.output_dir, loop.step, stage.trainer_state(), config.checkpoints_total_limit)
     vae_dir = os.path.join(config.output_dir, "vae")
     if accelerator.is_main_process:
-        staging = vae_dir + ".incomplete"
-        shutil.rmtree(staging, ignore_errors=True)
-        accelerator.unwrap_model(model).vae.eval().save_pretrained(staging, safe_serialization=True)
-        shutil.rmtree(vae_dir, ignore_errors=True)
-        os.replace(staging, vae_dir)
+        with atomic_directory(vae_dir) as staging:
+            accelerator.unwrap_model(model).vae.eval().save_pretrained(staging, safe_serialization=True)
     accelerator.wait_for_everyone()
+    accelerator.end_training()
     return vae_dir

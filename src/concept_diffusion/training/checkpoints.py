@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 
+from concept_diffusion.atomic import write_json
+
 STATE_FILE = "trainer_state.json"
 CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)")
 
@@ -36,15 +38,18 @@ def list_checkpoints(output_dir: str) -> list:
 
 
 def resolve_resume(resume: str, output_dir: str) -> str:
-    """The checkpoint folder for `--resume latest|PATH`."""
+    """The checkpoint folder for `--resume latest|PATH|checkpoint-<step>` (the last one inside the run's checkpoints/,
+    as diffusers' `--resume_from_checkpoint` reads it)."""
     if resume == "latest":
         checkpoints = list_checkpoints(output_dir)
         if not checkpoints:
             raise FileNotFoundError(f"--resume latest: no checkpoint in {checkpoint_dir(output_dir)}; start without --resume")
         return checkpoints[-1]
-    if not os.path.isfile(os.path.join(resume, STATE_FILE)):
-        raise FileNotFoundError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE}); pass 'latest' or a checkpoint-<step> folder")
-    return resume
+    for candidate in (resume, os.path.join(checkpoint_dir(output_dir), resume)):
+        if os.path.isfile(os.path.join(candidate, STATE_FILE)):
+            return candidate
+    raise FileNotFoundError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE}); pass 'latest', a checkpoint-<step> "
+                            f"folder or the name of one in {checkpoint_dir(output_dir)}")
 
 
 def read_state(path: str) -> dict:
@@ -64,7 +69,11 @@ def check_same_config(saved: dict, current: dict, path: str) -> None:
 
 
 def save_checkpoint(accelerator, output_dir: str, step: int, state: dict, total_limit: int) -> str:
-    """Save the accelerator state and `state` as `checkpoint-<step>`, atomically; keep the last `total_limit`."""
+    """Save the accelerator state and `state` as `checkpoint-<step>`, atomically; keep the last `total_limit`.
+
+    The staging folder has a name every process can compute (`atomic_directory` draws a random one),
+    because each process writes its own part of accelerate's state into it.
+    """
     folder = checkpoint_dir(output_dir)
     final = os.path.join(folder, f"checkpoint-{step}")
     staging = os.path.join(folder, f".incomplete-checkpoint-{step}")
@@ -74,8 +83,7 @@ def save_checkpoint(accelerator, output_dir: str, step: int, state: dict, total_
     accelerator.wait_for_everyone()
     accelerator.save_state(staging, safe_serialization=True)
     if accelerator.is_main_process:
-        with open(os.path.join(staging, STATE_FILE), "w") as file:
-            json.dump({**state, "step": step}, file, indent=2)
+        write_json(os.path.join(staging, STATE_FILE), {**state, "step": step})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         for old in list_checkpoints(output_dir)[:-total_limit] if total_limit > 0 else []:

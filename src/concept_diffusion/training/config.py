@@ -16,6 +16,11 @@ from concept_diffusion.presets import preset_folder
 TRAINING_FILE = "training.json"
 
 
+def diffusers_alias(name: str) -> dict:
+    """Field metadata giving a flag the spelling of diffusers' example scripts (read by `HfArgumentParser`)."""
+    return {"aliases": [f"--{name}"]}
+
+
 @dataclass
 class AutoencoderTrainingConfig:
     """Stage 1: the first-stage autoencoder (the preset's `vae`, a diffusers `VQModel` or `AutoencoderKL`)."""
@@ -28,10 +33,14 @@ class AutoencoderTrainingConfig:
     """Where the trained vae (diffusers format) is written."""
     seed: int = 0
     """Seeds weights, data order and noise."""
-    max_steps: int = 2000
-    """Optimizer steps."""
-    batch_size: int = 64
-    """Images per step and process."""
+    max_steps: Optional[int] = field(default=2000, metadata=diffusers_alias("max_train_steps"))
+    """Optimizer steps; None to stop on time only."""
+    max_minutes: Optional[float] = None
+    """Stop after this many minutes of training (checked every step)."""
+    batch_size: int = field(default=64, metadata=diffusers_alias("train_batch_size"))
+    """Images per micro-batch and process."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step (accelerate)."""
     learning_rate: float = 4.5e-4
     """AdamW learning rate (constant after warm-up)."""
     lr_warmup_steps: int = 100
@@ -42,14 +51,25 @@ class AutoencoderTrainingConfig:
     """Weight of the codebook loss (VQModel) or of the KL term (AutoencoderKL, scaled by 1e-6)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
-    mixed_precision: str = "no"
-    """"no", "fp16" or "bf16" (accelerate)."""
+    mixed_precision: Optional[str] = None
+    """"no", "fp16" or "bf16"; None (default) takes `accelerate launch --mixed_precision` or accelerate's config file."""
     allow_tf32: bool = True
     """On NVIDIA GPUs (Ampere and newer), run float32 matmuls and convolutions in TF32. No effect on CPU."""
     num_workers: int = 0
     """DataLoader workers."""
+    checkpoint_every: int = field(default=500, metadata=diffusers_alias("checkpointing_steps"))
+    """Steps between checkpoints (0: only at the end)."""
+    checkpoints_total_limit: int = 2
+    """Checkpoints kept; older ones are deleted."""
+    resume: Optional[str] = field(default=None, metadata=diffusers_alias("resume_from_checkpoint"))
+    """"latest" or a checkpoint folder to continue from."""
+    report_to: str = "tensorboard"
+    """accelerate tracker ("tensorboard", "wandb", "all" or "none"); a JSONL log is always written."""
     log_every: int = 20
-    """Steps between log lines."""
+    """Steps between log records."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -66,11 +86,11 @@ class TrainingConfig:
     """Run folder: checkpoints/, logs, samples/ and the final pipeline/."""
     seed: int = 0
     """Seeds weights, data order, timesteps and noise (exactly reproducible on CPU)."""
-    max_steps: Optional[int] = 2000
+    max_steps: Optional[int] = field(default=2000, metadata=diffusers_alias("max_train_steps"))
     """Optimizer steps; None to stop on time only."""
     max_minutes: Optional[float] = None
     """Stop after this many minutes of training (checked every step)."""
-    batch_size: int = 64
+    batch_size: int = field(default=64, metadata=diffusers_alias("train_batch_size"))
     """Images per optimizer step and process (before gradient accumulation)."""
     gradient_accumulation_steps: int = 1
     """Micro-batches per optimizer step (accelerate)."""
@@ -107,8 +127,8 @@ class TrainingConfig:
     """Also keep an EMA of the concept encoder."""
     latent_scale_batches: int = 4
     """Batches used to estimate the latents' std; the vae's scaling_factor becomes 1/std."""
-    mixed_precision: str = "no"
-    """"no", "fp16" or "bf16" (accelerate)."""
+    mixed_precision: Optional[str] = None
+    """"no", "fp16" or "bf16"; None (default) takes `accelerate launch --mixed_precision` or accelerate's config file."""
     allow_tf32: bool = True
     """On NVIDIA GPUs (Ampere and newer), run float32 matmuls and convolutions in TF32: several times faster,
     with a 10-bit mantissa in the products. No effect on CPU."""
@@ -125,18 +145,19 @@ class TrainingConfig:
     and scores with larger sizes itself."""
     sample_steps: int = 20
     """DDIM steps for the swap grids."""
-    checkpoint_every: int = 500
+    checkpoint_every: int = field(default=500, metadata=diffusers_alias("checkpointing_steps"))
     """Steps between checkpoints (0: only at the end)."""
     checkpoints_total_limit: int = 2
     """Checkpoints kept; older ones are deleted."""
-    resume: Optional[str] = None
+    resume: Optional[str] = field(default=None, metadata=diffusers_alias("resume_from_checkpoint"))
     """"latest" or a checkpoint folder to continue from."""
     report_to: str = "tensorboard"
     """accelerate tracker ("tensorboard", "wandb", "all" or "none"); a JSONL log is always written."""
     log_every: int = 10
     """Steps between log records."""
     push_to_hub: Optional[str] = None
-    """Repo id to push the final pipeline to."""
+    """Repo id to push the final pipeline to. On the command line also `--push_to_hub --hub_model_id REPO`
+    (diffusers' spelling), or a bare `--push_to_hub` for a repo named after output_dir."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -200,9 +221,11 @@ def build_config(config_class, overrides: Optional[dict] = None, config_file: Op
 
 def check_config(config) -> None:
     """Raise a ValueError naming the field for values that cannot work."""
-    positive = ["batch_size", "learning_rate"]
+    positive = ["batch_size", "learning_rate", "gradient_accumulation_steps", "log_every"]
+    if config.max_steps is None and config.max_minutes is None:
+        raise ValueError("set max_steps or max_minutes (or both): training needs a stopping point")
     if isinstance(config, TrainingConfig):
-        positive += ["gradient_accumulation_steps", "latent_scale_batches", "sample_steps", "eval_samples"]
+        positive += ["latent_scale_batches", "sample_steps", "eval_samples"]
         if config.prediction_type not in (None, "epsilon", "v_prediction", "sample"):
             raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {config.prediction_type!r}")
         if config.timestep_sampling not in ("uniform", "logit_normal"):
@@ -211,12 +234,10 @@ def check_config(config) -> None:
             raise ValueError(f"loss must be 'l1' or 'l2', got {config.loss!r}")
         if not 0 <= config.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
-        if config.max_steps is None and config.max_minutes is None:
-            raise ValueError("set max_steps or max_minutes (or both): training needs a stopping point")
     elif config.reconstruction_loss not in ("l1", "l2"):
         raise ValueError(f"reconstruction_loss must be 'l1' or 'l2', got {config.reconstruction_loss!r}")
     for name in positive:
         if not getattr(config, name) > 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
-    if config.mixed_precision not in ("no", "fp16", "bf16"):
-        raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {config.mixed_precision!r}")
+    if config.mixed_precision not in (None, "no", "fp16", "bf16"):
+        raise ValueError(f"mixed_precision must be None (accelerate's setting), 'no', 'fp16' or 'bf16', got {config.mixed_precision!r}")

@@ -5,7 +5,6 @@ at step k sees exactly the batches an uninterrupted run would, with any number o
 each of several processes takes its own slice of every global batch.
 """
 
-import logging
 import os
 
 import numpy as np
@@ -14,7 +13,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from concept_diffusion.data.ground_truth import ImageShape
 
-logger = logging.getLogger(__name__)
 # Metrics that fix one factor and draw the others, so need an image for every combination.
 GRID_METRICS = ("factor_vae", "beta_vae")
 
@@ -69,19 +67,15 @@ def load_training_data(source: str, image_size: int):
     return data.torch_dataset(), data
 
 
-def scorable_metrics(data, metrics, source: str) -> list:
+def scorable_metrics(data, metrics) -> list:
     """The metrics among `metrics` that can score `data` during training.
 
     Labelled images without a full factor grid cannot give FactorVAE and BetaVAE (they fix one
-    factor and need the grid): those are left out with a warning, so that a run with the default
-    metrics trains and scores with the rest instead of failing at its first evaluation.
+    factor and need the grid): those are left out, so that a run with the default metrics trains
+    and scores with the rest instead of failing at its first evaluation (the trainer says so once).
     """
     if data is None or getattr(data, "has_factor_grid", True):
         return list(metrics)
-    dropped = [m for m in metrics if m in GRID_METRICS]
-    if dropped:
-        logger.warning("%s is not a full factor grid: %s need one and are skipped; the pair metrics (dci, mig, sap, "
-                       "modularity) score it", source, ", ".join(dropped))
     return [m for m in metrics if m not in GRID_METRICS]
 
 

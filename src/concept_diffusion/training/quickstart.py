@@ -45,10 +45,12 @@ def concept_ranges(pipe, data, num_images: int = 512, seed: int = 0) -> torch.Te
 
 
 def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, seed: int = 0,
-               metric_sizes: Optional[dict] = None, **overrides) -> QuickstartResult:
+               metric_sizes: Optional[dict] = None, fast_scores: bool = False, **overrides) -> QuickstartResult:
     """Train, evaluate and draw; returns the metrics and the files written.
 
-    `overrides` are `TrainingConfig` fields; `metric_sizes` replaces `FINAL_METRIC_SIZES`.
+    `overrides` are `TrainingConfig` fields (their `sample_steps` also draws the final pictures);
+    `metric_sizes` replaces `FINAL_METRIC_SIZES`; `fast_scores` scores DCI with HistGradientBoosting
+    (close to, not equal to, the reference's value).
 
     Example:
         >>> result = quickstart("outputs/quickstart", minutes=10)
@@ -56,12 +58,13 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
     """
     import numpy as np
 
+    from concept_diffusion.atomic import atomic_path, write_json
     from concept_diffusion.data import load_ground_truth
     from concept_diffusion.evaluation import evaluate
     from concept_diffusion.evaluation.evaluate import write_scores
     from concept_diffusion.pipelines import ConceptDiffusionPipeline
     from concept_diffusion.training import TrainingConfig, build_config, train
-    from concept_diffusion.training.trainer import write_json_atomic, write_run_card
+    from concept_diffusion.training.trainer import write_run_card
     from concept_diffusion.training.visualize import concept_swap_grid, plot_curves
 
     config = build_config(TrainingConfig, {"preset": "cpu", "data": "shapes3d-procedural", "output_dir": output_dir,
@@ -74,23 +77,26 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
 
     print("scoring the final model (FactorVAE, DCI, MIG) ...")
     metric_sizes = FINAL_METRIC_SIZES if metric_sizes is None else metric_sizes
-    metrics = evaluate(pipe, data, metrics=list(metric_sizes), seed=seed, metric_kwargs=metric_sizes)
+    metrics = evaluate(pipe, data, metrics=list(metric_sizes), seed=seed, metric_kwargs=metric_sizes, fast=fast_scores)
     files = {"pipeline": result.pipeline_dir, "metrics": os.path.join(output_dir, "metrics.json")}
     write_scores({**metrics, "steps": result.step, "images_seen": result.images_seen,
                   "training_minutes": round(result.seconds / 60, 2)}, files["metrics"])
 
     rng = np.random.RandomState(seed + 1)
-    images = torch.from_numpy(data.sample_observations(8, rng)).permute(0, 3, 1, 2) * 2 - 1
+    picture_steps = overrides.get("sample_steps", SAMPLING_STEPS)
+    images = data.sample_observations(8, rng)  # numpy (8, H, W, C) in [0, 1], as the pipeline takes them
     files["swap"] = os.path.join(output_dir, "swap.png")
-    concept_swap_grid(pipe, images[:4], images[4:8], num_inference_steps=SAMPLING_STEPS, seed=seed).save(files["swap"])
+    with atomic_path(files["swap"], ".png") as temporary:
+        concept_swap_grid(pipe, images[:4], images[4:8], num_inference_steps=picture_steps, seed=seed).save(temporary)
 
     ranges = concept_ranges(pipe, data, seed=seed)
     sweeps = torch.stack([torch.linspace(low, high, 8) for low, high in ranges.tolist()])
     num_concepts = pipe.concept_encoder.config.num_concepts
     traversal = pipe.traverse(images[:1], concept_index=list(range(num_concepts)), values=sweeps,
-                              num_inference_steps=SAMPLING_STEPS, generator=torch.Generator().manual_seed(seed))
+                              num_inference_steps=picture_steps, generator=torch.Generator().manual_seed(seed))
     files["traversal"] = os.path.join(output_dir, "traversal.png")
-    traversal.grid.save(files["traversal"])
+    with atomic_path(files["traversal"], ".png") as temporary:
+        traversal.grid.save(temporary)
 
     write_run_card(pipe, result.pipeline_dir, config, metrics, files["swap"])
     files["model_card"] = os.path.join(result.pipeline_dir, "README.md")
@@ -100,5 +106,5 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
     files["curves"] = os.path.join(output_dir, "curves.png")
     plot_curves(result.log_file, files["curves"])
     files["log"] = result.log_file
-    write_json_atomic(os.path.join(output_dir, "files.json"), files)
+    write_json(os.path.join(output_dir, "files.json"), files)
     return QuickstartResult(output_dir=output_dir, metrics=metrics, files=files)

@@ -4,32 +4,38 @@ Runs on CPU, one GPU, or many processes under `accelerate launch` / `torchrun`; 
 gives the same weights, and a run resumed from a checkpoint ends where an uninterrupted one does.
 """
 
+import contextlib
+import functools
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from concept_diffusion.atomic import atomic_path, write_json
 from concept_diffusion.models.released_init import zero_init_like_released
 from concept_diffusion.presets import build_pipeline
-from concept_diffusion.training.checkpoints import (
-    check_same_config,
-    read_state,
-    resolve_resume,
-    save_checkpoint,
-)
+from concept_diffusion.training.checkpoints import save_checkpoint
 from concept_diffusion.training.config import TrainingConfig
 from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, scorable_metrics, step_generator
+from concept_diffusion.training.runtime import (
+    LoopResult,
+    Stage,
+    continue_run,
+    global_batch,
+    images_to_device,
+    open_log,
+    resume_point,
+    run_loop,
+    start_run,
+    step_loader,
+    write_record,
+)
 from concept_diffusion.training.visualize import concept_swap_grid, plot_curves
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -42,31 +48,6 @@ class TrainingResult:
     seconds: float
     metrics: dict
     log_file: str
-
-
-def check_writable(folder: str) -> None:
-    """Fail before training, not after it, when the run folder cannot be written."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, ".write-test")
-        with open(probe, "wb") as file:
-            file.write(b"\0" * 65536)
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(f"output_dir {folder} is not writable ({error.strerror or error}): choose another folder or free space") from error
-
-
-def make_accelerator(allow_tf32: bool = True, **kwargs):
-    """An `Accelerator`; several processes without a GPU (torchrun, `accelerate launch --cpu`) train as one
-    job over gloo, which accelerate only does when told it runs on the CPU. On a GPU: TF32 matmuls and
-    convolutions where `allow_tf32`, and cuDNN's autotuner (the shapes never change)."""
-    from accelerate import Accelerator
-
-    if torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
-        torch.backends.cudnn.benchmark = True
-    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    return Accelerator(cpu=multi_cpu, **kwargs)
 
 
 def load_first_stage(path: Optional[str], preset_vae, preset: str):
@@ -102,7 +83,7 @@ def estimate_scaling_factor(vae, dataset, config: TrainingConfig, device) -> flo
     latents = []
     with torch.no_grad():
         for _, batch in zip(range(config.latent_scale_batches), loader):
-            latents.append(images_to_latents(vae, batch["images"].to(device)).float().flatten())
+            latents.append(images_to_latents(vae, images_to_device(batch, device, config.data)).float().flatten())
     return float(1.0 / torch.cat(latents).std())
 
 
@@ -143,18 +124,205 @@ def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: Tr
     return (per_sample * weights).mean()
 
 
-def _any_process(accelerator, flag: bool) -> bool:
-    """True on every process when `flag` is true on one: stopping decisions must agree."""
-    if accelerator.num_processes == 1:
-        return flag
-    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), reduction="sum").item() > 0)
+@dataclass
+class EncDiffParts:
+    """Everything stage 2 trains and samples with, as prepared by accelerate."""
+
+    accelerator: object
+    encoder: torch.nn.Module
+    unet: torch.nn.Module
+    vae: Optional[torch.nn.Module]
+    noise_scheduler: object
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    ema_unet: object
+    ema_encoder: Optional[object]
+    params: list
+    """Encoder and UNet parameters, clipped together."""
+
+    def unwrapped(self):
+        """(encoder, unet) without accelerate's wrappers."""
+        return self.accelerator.unwrap_model(self.encoder), self.accelerator.unwrap_model(self.unet)
 
 
-def _first_diverged_step(accelerator, first_bad_step: torch.Tensor) -> int:
-    """The earliest step whose loss was not finite on any process (0: none); a host sync, so called
-    only where the processes agree to stop and look (log steps, evaluations, checkpoints, the end)."""
-    steps = [int(value) for value in accelerator.gather(first_bad_step[None]).tolist()]
-    return min((value for value in steps if value > 0), default=0)
+def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
+    """Build the models, data, optimizer and EMA; returns `(parts, dataset, ground_truth_or_None)`."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    pipe = build_pipeline(config.preset, seed=config.seed)
+    encoder, unet = pipe.concept_encoder, pipe.unet
+    if config.released_zero_init:
+        zero_init_like_released(unet)
+    sample_size, in_channels = encoder.config.sample_size, encoder.config.in_channels
+    dataset, ground_truth = load_training_data(config.data, sample_size)
+    check_image_size(dataset if ground_truth is None else ground_truth, sample_size, in_channels, config.data, config.preset)
+    vae = load_first_stage(config.vae, pipe.vae, config.preset)
+    if vae is not None:
+        vae.to(accelerator.device)
+        scaling_factor = (resume_state["scaling_factor"] if resume_state is not None
+                          else estimate_scaling_factor(vae, dataset, config, accelerator.device))
+        vae.register_to_config(scaling_factor=scaling_factor)
+    if config.prediction_type is not None:
+        pipe.scheduler.register_to_config(prediction_type=config.prediction_type)
+
+    encoder.train(), unet.train()
+    params = list(encoder.parameters()) + list(unet.parameters())
+    # fused: one kernel for all parameters (and a few percent faster on CPU too)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes)
+    ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True,
+                        model_cls=UNet2DConditionModel, model_config=unet.config)
+    ema_encoder = (EMAModel(encoder.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True)
+                   if config.ema_encoder else None)
+    encoder, unet, optimizer, lr_scheduler = accelerator.prepare(encoder, unet, optimizer, lr_scheduler)
+    for ema in (ema_unet, ema_encoder):
+        if ema is not None:
+            ema.to(accelerator.device)
+            accelerator.register_for_checkpointing(ema)
+    parts = EncDiffParts(accelerator, encoder, unet, vae, DDPMScheduler.from_config(pipe.scheduler.config),
+                         optimizer, lr_scheduler, ema_unet, ema_encoder, params)
+    return parts, dataset, ground_truth
+
+
+def training_step(parts: EncDiffParts, config: TrainingConfig, batch: dict, number: int) -> dict:
+    """One micro-batch of the diffusion loss; the optimizer and EMA step when gradients sync."""
+    accelerator, vae = parts.accelerator, parts.vae
+    images = images_to_device(batch, accelerator.device, config.data)
+    generator = step_generator(config.seed, number, accelerator.process_index, accelerator.device)
+    with accelerator.accumulate(parts.encoder, parts.unet):
+        with torch.no_grad():
+            latents = images if vae is None else images_to_latents(vae, images) * vae.config.scaling_factor
+        tokens = parts.encoder(images).tokens
+        loss = diffusion_loss(parts.unet, parts.noise_scheduler, latents, tokens, generator, config)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(parts.params, config.max_grad_norm)
+        parts.optimizer.step()
+        parts.lr_scheduler.step()
+        parts.optimizer.zero_grad(set_to_none=True)
+    if accelerator.sync_gradients:
+        encoder, unet = parts.unwrapped()
+        parts.ema_unet.step(unet.parameters())
+        if parts.ema_encoder is not None:
+            parts.ema_encoder.step(encoder.parameters())
+    return {"loss": loss.detach()}
+
+
+@contextlib.contextmanager
+def ema_weights(parts: EncDiffParts):
+    """The EMA weights swapped into the models for the block (main process only), the trained ones after."""
+    encoder, unet = parts.unwrapped()
+    swapped = [(parts.ema_unet, unet)] + ([(parts.ema_encoder, encoder)] if parts.ema_encoder is not None else [])
+    for ema, model in swapped:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+    try:
+        yield
+    finally:
+        for ema, model in swapped:
+            ema.restore(model.parameters())
+
+
+def sampling_pipeline(parts: EncDiffParts):
+    """A DDIM pipeline around the models being trained (it shares their weights)."""
+    from diffusers import DDIMScheduler
+
+    from concept_diffusion.pipelines import ConceptDiffusionPipeline
+
+    encoder, unet = parts.unwrapped()
+    return ConceptDiffusionPipeline(concept_encoder=encoder, unet=unet, vae=parts.vae,
+                                    scheduler=DDIMScheduler.from_config(parts.noise_scheduler.config))
+
+
+def evaluate_and_draw(parts: EncDiffParts, config: TrainingConfig, ground_truth, swap_images, step: int, final: bool) -> dict:
+    """Score the EMA models (fast metrics) and save a swap grid to samples/; returns the scores."""
+    scores = {}
+    encoder, unet = parts.unwrapped()
+    with ema_weights(parts):
+        pipe = sampling_pipeline(parts)
+        pipe.set_progress_bar_config(disable=True)
+        encoder.eval(), unet.eval()
+        try:
+            if ground_truth is not None and config.eval_metrics and (config.eval_final or not final):
+                scores = score_during_training(pipe, ground_truth, config)
+            grid = concept_swap_grid(pipe, swap_images[:4], swap_images[4:8], config.sample_steps, config.seed)
+            name = "swap_final.png" if final else f"swap_{step:07d}.png"
+            with atomic_path(os.path.join(config.output_dir, "samples", name), ".png") as temporary:
+                grid.save(temporary)
+        finally:
+            encoder.train(), unet.train()
+    return scores
+
+
+def metric_sizes(train_points: int) -> dict:
+    """Metric arguments for `train_points` training points and half as many evaluation points."""
+    eval_points = max(train_points // 2, 1)
+    return {
+        "factor_vae": {"num_train": train_points, "num_eval": eval_points, "num_variance_estimate": train_points,
+                       "batch_size": min(64, train_points)},
+        "dci": {"num_train": train_points, "num_test": eval_points},
+        "mig": {"num_train": train_points},
+    }
+
+
+def score_during_training(pipe, ground_truth, config: TrainingConfig) -> dict:
+    """`config.eval_metrics` in fast mode on `eval_samples` training points (half as many evaluation points)."""
+    from concept_diffusion.evaluation import evaluate
+
+    sizes, metrics = metric_sizes(config.eval_samples), scorable_metrics(ground_truth, config.eval_metrics)
+    return evaluate(pipe, ground_truth, metrics=metrics, fast=True, seed=config.seed,
+                    metric_kwargs={m: sizes[m] for m in metrics if m in sizes}, progress=False)
+
+
+def trainer_state(parts: EncDiffParts, config: TrainingConfig) -> dict:
+    """What a checkpoint needs besides accelerate's state: the config and the latents' scaling factor."""
+    return {"config": config.to_dict(), "scaling_factor": parts.vae.config.scaling_factor if parts.vae is not None else None}
+
+
+def save_final_pipeline(parts: EncDiffParts, config: TrainingConfig, metrics: dict) -> str:
+    """The EMA weights as a pipeline in `output_dir/pipeline`, with its model card (main process)."""
+    pipeline_dir = os.path.join(config.output_dir, "pipeline")
+    swap_grid = os.path.join(config.output_dir, "samples", "swap_final.png")
+    final = sampling_pipeline(parts)  # the loop is over: the trained weights may be overwritten by the EMA's
+    parts.ema_unet.copy_to(final.unet.parameters())
+    if parts.ema_encoder is not None:
+        parts.ema_encoder.copy_to(final.concept_encoder.parameters())
+    final.concept_encoder.eval(), final.unet.eval()
+    final.save_pretrained(pipeline_dir)
+    write_run_card(final, pipeline_dir, config, metrics, swap_grid)
+    if config.push_to_hub:
+        final.push_to_hub(config.push_to_hub, metrics=metrics, dataset=config.data,
+                          training_config=config.to_dict(), swap_grid=swap_grid)
+    return pipeline_dir
+
+
+def finalize(parts: EncDiffParts, config: TrainingConfig, loop: LoopResult, ground_truth, swap_images, log_file) -> TrainingResult:
+    """Check the replicas agree, save the last checkpoint, then (main process) score, save, log and plot."""
+    from accelerate.utils import gather_object
+
+    accelerator, step = parts.accelerator, loop.step
+    log_path = os.path.join(config.output_dir, "log.jsonl")
+    replica_digests = gather_object([weights_digest(*parts.unwrapped())])
+    if len(set(replica_digests)) > 1:
+        raise RuntimeError(f"the processes ended with different weights ({replica_digests}): a distributed setup bug")
+    last_checkpoint = save_checkpoint(accelerator, config.output_dir, step, trainer_state(parts, config), config.checkpoints_total_limit)
+    pipeline_dir, metrics = os.path.join(config.output_dir, "pipeline"), {}
+    images_seen = step * global_batch(accelerator, config)
+    if accelerator.is_main_process:
+        metrics = evaluate_and_draw(parts, config, ground_truth, swap_images, step, final=True)
+        save_final_pipeline(parts, config, metrics)
+        record = {"step": step, "images_seen": images_seen, "seconds": round(loop.seconds, 3), "final": True, **metrics}
+        write_record(accelerator, log_file, record)
+        write_json(os.path.join(config.output_dir, "run.json"), {
+            **record, "num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
+            "replica_digests": replica_digests, "pipeline": pipeline_dir, "checkpoint": last_checkpoint})
+        plot_curves(log_path, os.path.join(config.output_dir, "curves.png"))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainingResult(pipeline_dir=pipeline_dir, step=step, images_seen=images_seen, seconds=loop.seconds,
+                          metrics=metrics, log_file=log_path)
 
 
 def train(config: TrainingConfig) -> TrainingResult:
@@ -164,246 +332,30 @@ def train(config: TrainingConfig) -> TrainingResult:
         >>> from concept_diffusion.training import TrainingConfig, build_config, train
         >>> result = train(build_config(TrainingConfig, {"preset": "cpu", "max_minutes": 10}))
     """
-    from accelerate.utils import ProjectConfiguration, gather_object
-    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
-
-    from concept_diffusion.pipelines import ConceptDiffusionPipeline
-
-    check_writable(config.output_dir)
-    accelerator = make_accelerator(
-        allow_tf32=config.allow_tf32,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
-        log_with=None if config.report_to == "none" else config.report_to,
-        project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "logs")),
-    )
-    device = accelerator.device
-
-    resume_path, resume_state = None, None
-    if config.resume:
-        resume_path = resolve_resume(config.resume, config.output_dir)
-        resume_state = read_state(resume_path)
-        check_same_config(resume_state["config"], config.to_dict(), resume_path)
-
-    pipe = build_pipeline(config.preset, seed=config.seed)
-    encoder, unet = pipe.concept_encoder, pipe.unet
-    if config.released_zero_init:
-        zero_init_like_released(unet)
-    sample_size, in_channels = encoder.config.sample_size, encoder.config.in_channels
-    dataset, ground_truth = load_training_data(config.data, sample_size)
-    check_image_size(dataset if ground_truth is None else ground_truth, sample_size, in_channels, config.data, config.preset)
-    eval_metrics = scorable_metrics(ground_truth, config.eval_metrics, config.data)
-    vae = load_first_stage(config.vae, pipe.vae, config.preset)
-    if vae is not None:
-        vae.to(device)
-        if resume_state is not None:
-            scaling_factor = resume_state["scaling_factor"]
-        else:
-            scaling_factor = estimate_scaling_factor(vae, dataset, config, device)
-        vae.register_to_config(scaling_factor=scaling_factor)
-    if config.prediction_type is not None:
-        pipe.scheduler.register_to_config(prediction_type=config.prediction_type)
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-
-    encoder.train(), unet.train()
-    params = list(encoder.parameters()) + list(unet.parameters())
-    # fused: one kernel for all parameters (and a few percent faster on CPU too)
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
-    lr_scheduler = get_scheduler(
-        "constant_with_warmup", optimizer, num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes
-    )
-    ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True,
-                        model_cls=UNet2DConditionModel, model_config=unet.config)
-    ema_encoder = (EMAModel(encoder.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True)
-                   if config.ema_encoder else None)
-    encoder, unet, optimizer, lr_scheduler = accelerator.prepare(encoder, unet, optimizer, lr_scheduler)
-    ema_unet.to(device)
-    accelerator.register_for_checkpointing(ema_unet)
-    if ema_encoder is not None:
-        ema_encoder.to(device)
-        accelerator.register_for_checkpointing(ema_encoder)
-
-    step = 0
-    if resume_path is not None:
-        accelerator.load_state(resume_path)
-        step = resume_state["step"]
-        logger.info("resumed from %s at step %d", resume_path, step)
-
-    if accelerator.is_main_process:
-        accelerator.init_trackers("concept-diffusion", config={k: str(v) for k, v in config.to_dict().items()})
-    log_path = os.path.join(config.output_dir, "log.jsonl")
-    samples_dir = os.path.join(config.output_dir, "samples")
-    global_batch = config.batch_size * config.gradient_accumulation_steps * accelerator.num_processes
-    loader = batch_loader(dataset, config.batch_size, config.seed, start=step * config.gradient_accumulation_steps,
-                          num_workers=config.num_workers, num_processes=accelerator.num_processes,
-                          process_index=accelerator.process_index)
-    fixed = next(iter(batch_loader(dataset, 8, seed=config.seed + 104729)))["images"]  # the swap grids' images
-
-    def unwrap(model):
-        return accelerator.unwrap_model(model)
-
-    def sampling_pipeline():
-        return ConceptDiffusionPipeline(concept_encoder=unwrap(encoder), unet=unwrap(unet),
-                                        scheduler=DDIMScheduler.from_config(noise_scheduler.config), vae=vae)
-
-    def with_ema(fn):
-        """Run fn with the EMA weights swapped into the models (main process only)."""
-        swapped = [(ema_unet, unwrap(unet))] + ([(ema_encoder, unwrap(encoder))] if ema_encoder is not None else [])
-        for ema, model in swapped:
-            ema.store(model.parameters())
-            ema.copy_to(model.parameters())
-        try:
-            return fn()
-        finally:
-            for ema, model in swapped:
-                ema.restore(model.parameters())
-
-    def evaluate_now(final: bool) -> dict:
-        scores = {}
-        pipe_now = sampling_pipeline()
-        pipe_now.set_progress_bar_config(disable=True)
-        unwrap(encoder).eval(), unwrap(unet).eval()
-        try:
-            if ground_truth is not None and eval_metrics and (config.eval_final or not final):
-                from concept_diffusion.evaluation import evaluate
-
-                train_points, eval_points = config.eval_samples, max(config.eval_samples // 2, 1)
-                sizes = {
-                    "factor_vae": {"num_train": train_points, "num_eval": eval_points, "num_variance_estimate": train_points,
-                                   "batch_size": min(64, train_points)},
-                    "dci": {"num_train": train_points, "num_test": eval_points},
-                    "mig": {"num_train": train_points},
-                }
-                scores = evaluate(pipe_now, ground_truth, metrics=eval_metrics, fast=True, seed=config.seed,
-                                  metric_kwargs={m: sizes[m] for m in eval_metrics if m in sizes}, progress=False)
-            grid = concept_swap_grid(pipe_now, fixed[:4], fixed[4:8], config.sample_steps, config.seed)
-            os.makedirs(samples_dir, exist_ok=True)
-            name = "swap_final.png" if final else f"swap_{step:07d}.png"
-            grid.save(os.path.join(samples_dir, name))
-        finally:
-            unwrap(encoder).train(), unwrap(unet).train()
-        return scores
-
-    def state():
-        return {"config": config.to_dict(), "scaling_factor": vae.config.scaling_factor if vae is not None else None}
-
+    accelerator = start_run(config)
+    resume_path, resume_state = resume_point(config)
+    parts, dataset, ground_truth = setup(config, accelerator, resume_state)
+    step = continue_run(accelerator, config, resume_path, resume_state, "concept-diffusion")
     if ground_truth is None and config.eval_metrics:
         logger.warning("%s has no factors: the metrics (%s) are skipped", config.data, ", ".join(config.eval_metrics))
-
-    progress = tqdm(total=config.max_steps, initial=step, desc="training EncDiff", unit="step",
-                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-    started = time.monotonic()
-    images_at_start = step * global_batch
-    number = step * config.gradient_accumulation_steps
-    last_checkpoint = resume_path
-    metrics = {}
-    # The loop never waits for the device except where every process stops to log, evaluate or save:
-    # a non-finite loss is remembered on the device and raised at the next of those points.
-    first_bad_step = torch.zeros((), dtype=torch.long, device=device)
-
-    def raise_if_diverged():
-        bad_step = _first_diverged_step(accelerator, first_bad_step)
-        if bad_step:
-            raise TrainingDiverged(
-                f"the loss became NaN or infinite at step {bad_step}: lower learning_rate (now {config.learning_rate}), "
-                f"raise lr_warmup_steps or use mixed_precision='no'. The last good checkpoint is "
-                f"{last_checkpoint or 'none (no checkpoint was saved yet)'}; resume from it with --resume"
-            )
-
-    log_file = open(log_path, "a") if accelerator.is_main_process else None
-    try:
-        for batch in loader:
-            images = batch["images"].to(device, non_blocking=True)
-            generator = step_generator(config.seed, number, accelerator.process_index, device)
-            number += 1
-            with accelerator.accumulate(encoder, unet):
-                with torch.no_grad():
-                    latents = images if vae is None else images_to_latents(vae, images) * vae.config.scaling_factor
-                tokens = encoder(images).tokens
-                loss = diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config)
-                first_bad_step = torch.where((first_bad_step == 0) & ~torch.isfinite(loss.detach()), step + 1, first_bad_step)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            ema_unet.step(unwrap(unet).parameters())
-            if ema_encoder is not None:
-                ema_encoder.step(unwrap(encoder).parameters())
-            elapsed = time.monotonic() - started
-            progress.update(1)
-            out_of_steps = config.max_steps is not None and step >= config.max_steps
-            out_of_time = config.max_minutes is not None and elapsed >= 60 * config.max_minutes
-            at_log = step % config.log_every == 0 or step == 1
-            at_eval = bool(config.eval_every) and step % config.eval_every == 0
-            at_checkpoint = bool(config.checkpoint_every) and step % config.checkpoint_every == 0 and not out_of_steps
-            # Several processes agree on the clock at log steps only: an all-reduce per step would stall the device.
-            stop = (accelerator.num_processes == 1 or at_log or out_of_steps) and _any_process(accelerator, out_of_steps or out_of_time)
-            if at_log or at_eval or at_checkpoint or stop:
-                raise_if_diverged()
-            record = None
-            if at_log:
-                record = {"step": step, "images_seen": step * global_batch, "seconds": round(elapsed, 3),
-                          "loss": float(accelerator.gather(loss.detach()[None]).mean()), "lr": lr_scheduler.get_last_lr()[0]}
-                postfix = {"loss": f"{record['loss']:.4f}", "img/s": f"{(step * global_batch - images_at_start) / max(elapsed, 1e-9):.0f}"}
-                if config.max_minutes is not None:
-                    postfix["left"] = time.strftime("%M:%S", time.gmtime(max(60 * config.max_minutes - elapsed, 0)))
-                progress.set_postfix(postfix, refresh=False)
-            if at_eval:
-                if accelerator.is_main_process:
-                    scores = with_ema(lambda: evaluate_now(final=False))
-                    record = {**(record or {"step": step, "images_seen": step * global_batch, "seconds": round(elapsed, 3)}), **scores}
-                accelerator.wait_for_everyone()
-            if record is not None and accelerator.is_main_process:
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-                accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
-            if at_checkpoint:
-                last_checkpoint = save_checkpoint(accelerator, config.output_dir, step, state(), config.checkpoints_total_limit)
-            if stop:
-                break
-        progress.close()
-        seconds = time.monotonic() - started
-        replica_digests = gather_object([weights_digest(unwrap(encoder), unwrap(unet))])
-        if len(set(replica_digests)) > 1:
-            raise RuntimeError(f"the processes ended with different weights ({replica_digests}): a distributed setup bug")
-        last_checkpoint = save_checkpoint(accelerator, config.output_dir, step, state(), config.checkpoints_total_limit)
-        pipeline_dir = os.path.join(config.output_dir, "pipeline")
-        if accelerator.is_main_process:
-            metrics = with_ema(lambda: evaluate_now(final=True))
-            final = sampling_pipeline()
-            ema_unet.copy_to(final.unet.parameters())
-            if ema_encoder is not None:
-                ema_encoder.copy_to(final.concept_encoder.parameters())
-            final.concept_encoder.eval(), final.unet.eval()
-            final.save_pretrained(pipeline_dir)
-            write_run_card(final, pipeline_dir, config, metrics, os.path.join(samples_dir, "swap_final.png"))
-            record = {"step": step, "images_seen": step * global_batch, "seconds": round(seconds, 3), "final": True, **metrics}
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-            summary = {**record, "num_processes": accelerator.num_processes, "replica_digests": replica_digests,
-                       "pipeline": pipeline_dir, "checkpoint": last_checkpoint}
-            write_json_atomic(os.path.join(config.output_dir, "run.json"), summary)
-            accelerator.log({k: v for k, v in metrics.items()}, step=step)
-            plot_curves(log_path, os.path.join(config.output_dir, "curves.png"))
-            if config.push_to_hub:
-                final.push_to_hub(config.push_to_hub, metrics=metrics, dataset=config.data,
-                                  training_config=config.to_dict(), swap_grid=os.path.join(samples_dir, "swap_final.png"))
-        accelerator.wait_for_everyone()
-        accelerator.end_training()
-    finally:
-        progress.close()
-        if log_file is not None:
-            log_file.close()
-    return TrainingResult(pipeline_dir=pipeline_dir, step=step, images_seen=step * global_batch,
-                          seconds=seconds, metrics=metrics, log_file=log_path)
+    skipped = [m for m in config.eval_metrics if m not in scorable_metrics(ground_truth, config.eval_metrics)]
+    if ground_truth is not None and skipped:
+        logger.warning("%s is not a full factor grid: %s need one and are skipped; the pair metrics (dci, mig, sap, "
+                       "modularity) score it", config.data, ", ".join(skipped))
+    # the swap grids' images, as the pipeline takes them: numpy (B, H, W, C) in [0, 1]
+    fixed = next(iter(batch_loader(dataset, 8, seed=config.seed + 104729)))["images"]
+    swap_images = ((fixed.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    stage = Stage(
+        name="training EncDiff",
+        step=functools.partial(training_step, parts, config),
+        trainer_state=functools.partial(trainer_state, parts, config),
+        lr_scheduler=parts.lr_scheduler,
+        evaluate=functools.partial(evaluate_and_draw, parts, config, ground_truth, swap_images, final=False),
+        eval_every=config.eval_every,
+    )
+    with open_log(accelerator, config) as log_file:
+        loop = run_loop(accelerator, config, stage, step_loader(dataset, config, accelerator, step), step, resume_path, log_file)
+        return finalize(parts, config, loop, ground_truth, swap_images, log_file)
 
 
 def weights_digest(*models) -> str:
@@ -420,14 +372,6 @@ def weights_digest(*models) -> str:
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def write_json_atomic(path: str, value) -> None:
-    """Write `value` as JSON to `path` through a temporary file and a rename."""
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(value, file, indent=2)
-    os.replace(temporary, path)
 
 
 def write_run_card(pipe, folder: str, config: TrainingConfig, metrics: dict, swap_grid_path: str) -> None:

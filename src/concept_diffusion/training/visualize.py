@@ -2,34 +2,58 @@
 
 import json
 import math
-import os
 
+import numpy as np
+import PIL.Image
 import torch
 from diffusers.utils import make_image_grid
 
+from concept_diffusion.atomic import atomic_path
 
-def concept_swap_grid(pipe, sources: torch.Tensor, references: torch.Tensor, num_inference_steps: int = 20, seed: int = 0):
+
+def concept_swap_grid(pipe, sources: np.ndarray, references: np.ndarray, num_inference_steps: int = 20, seed: int = 0):
     """One row per source image: the source, its reference, then the source with concept k copied
     from the reference, for every concept k. Each row starts from one noise, so the columns differ
     only by the swapped concept: a disentangled concept changes one factor.
 
-    `sources` and `references` are (B, C, H, W) tensors in [-1, 1] of the same length.
+    `sources` and `references` are batches of the same length that `pipe.swap` takes, e.g. numpy
+    arrays (B, H, W, C) in [0, 1].
+
+    Example:
+        >>> concept_swap_grid(pipe, images[:4], images[4:8]).save("swap.png")
     """
-    concepts = pipe.encode(sources)
-    reference_concepts = pipe.encode(references)
-    rows, num_concepts = concepts.shape
-    edited = concepts[:, None].repeat(1, num_concepts, 1)  # (rows, N, N)
-    columns = torch.arange(num_concepts)
-    edited[:, columns, columns] = reference_concepts[:, columns]
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((rows, *pipe.latent_shape), generator=generator)
-    images = pipe(concepts=edited.reshape(rows * num_concepts, -1), latents=noise.repeat_interleave(num_concepts, 0),
-                  num_inference_steps=num_inference_steps, output_type="pil").images
-    originals = pipe.image_processor.postprocess(torch.cat([sources, references]).float(), output_type="pil")
+    num_concepts = pipe.concept_encoder.config.num_concepts
+    columns = []
+    for concept in range(num_concepts):
+        # The same seed for every concept: each row keeps its noise across the columns.
+        swapped = pipe.swap(sources, references, concept_indices=[concept], pairwise=True, num_inference_steps=num_inference_steps,
+                            generator=torch.Generator().manual_seed(seed), output_type="pil")
+        columns.append([row[0] for row in swapped.images])
+    originals = [pipe.image_processor.numpy_to_pil(np.asarray(batch, dtype=np.float32)) for batch in (sources, references)]
     tiles = []
-    for row in range(rows):
-        tiles += [originals[row], originals[rows + row]] + images[row * num_concepts : (row + 1) * num_concepts]
-    return make_image_grid(tiles, rows=rows, cols=num_concepts + 2)
+    for row in range(len(columns[0])):
+        tiles += [originals[0][row], originals[1][row]] + [column[row] for column in columns]
+    labels = ["source", "reference"] + [f"concept {k}" for k in range(num_concepts)]
+    return labelled_grid(tiles, rows=len(columns[0]), labels=labels)
+
+
+def labelled_grid(tiles: list, rows: int, labels: list, min_tile: int = 96) -> PIL.Image.Image:
+    """Tiles in `rows` rows under a header naming each column; small tiles are enlarged (pixel for
+    pixel) to at least `min_tile` so that the picture can be read."""
+    from PIL import ImageDraw, ImageFont
+
+    width, height = tiles[0].size
+    scale = max(1, -(-min_tile // width))
+    tiles = [tile.convert("RGB").resize((width * scale, height * scale), PIL.Image.NEAREST) for tile in tiles]
+    grid = make_image_grid(tiles, rows=rows, cols=len(labels))
+    font = ImageFont.load_default(size=max(10, width * scale // 8))
+    header = max(14, width * scale // 5)
+    picture = PIL.Image.new("RGB", (grid.width, grid.height + header), "white")
+    picture.paste(grid, (0, header))
+    draw = ImageDraw.Draw(picture)
+    for column, label in enumerate(labels):
+        draw.text(((column + 0.5) * width * scale, header / 2), label, fill="black", font=font, anchor="mm")
+    return picture
 
 
 def plot_curves(log_path: str, png_path: str) -> None:
@@ -58,7 +82,6 @@ def plot_curves(log_path: str, png_path: str) -> None:
     for axis in list(axes.flat)[len(keys):]:
         axis.axis("off")
     figure.tight_layout()
-    temporary = png_path + ".tmp.png"
-    figure.savefig(temporary, dpi=100)
+    with atomic_path(png_path, ".png") as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
-    os.replace(temporary, png_path)
