@@ -17,6 +17,7 @@ that carries the scores and pictures; with `--push-to-hub REPO`, upload the fold
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -128,6 +129,9 @@ def write_release(pipeline_dir: str, out: str, seed: int) -> dict:
         pipe.save_pretrained(staging)
         labels = factor_labels(pipe, data, staging, seed)
         draw(pipe, data, labels, staging, seed)
+        log = os.path.join(os.path.dirname(os.path.normpath(pipeline_dir)), "log.jsonl")
+        if os.path.isfile(log):  # the training curve (loss and fast metrics against images seen) travels with the model
+            shutil.copyfile(log, os.path.join(staging, "training_log.jsonl"))
         write_json(os.path.join(staging, "metrics.json"), {**scores, "protocol": "disentanglement_lib defaults (exact)", "seed": seed})
         card = render_model_card(pipe, "your-name/encdiff-shapes3d-procedural", metrics=scores, dataset=DATA,
                                  training_config=RELEASE_TRAINING, swap_grid="swap.png", traversal_grid="traversal.png",
