@@ -12,8 +12,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -34,20 +32,15 @@ def main(argv=None) -> int:
     from concept_diffusion import ConceptDiffusionPipeline
     from concept_diffusion.data import load_ground_truth
     from concept_diffusion.atomic import write_json
-    from concept_diffusion.evaluation.concept_factors import concept_factor_map, plot_concept_factor_map
-    from concept_diffusion.evaluation.evaluate import representation_function
+    from concept_diffusion.evaluation.concept_factors import map_concepts, plot_concept_factor_map
 
     pipe = ConceptDiffusionPipeline.from_pretrained(args.pipeline)
     data = load_ground_truth(args.data, image_size=pipe.concept_encoder.config.sample_size)
-    random_state = np.random.RandomState(args.seed)
-    factors, images = data.sample(args.points, random_state)
-    encode, _ = representation_function(pipe, batch_size=256)
-    codes = encode(images)
-    normalised, accuracy = concept_factor_map(codes, factors, args.seed)
-
+    concept_map = map_concepts(pipe, data, args.points, args.seed)
+    normalised, accuracy = concept_map["normalised_mutual_information"], concept_map["accuracy"]
     names = list(data.factor_names)
     width = max(len(name) for name in names)
-    print(f"{'factor':<{width}}  accuracy  " + " ".join(f"{i:>5}" for i in range(codes.shape[1])))
+    print(f"{'factor':<{width}}  accuracy  " + " ".join(f"{i:>5}" for i in range(normalised.shape[0])))
     for j, name in enumerate(names):
         print(f"{name:<{width}}  {accuracy[j]:>8.3f}  " + " ".join(f"{value:>5.2f}" for value in normalised[:, j]))
     out = args.out or os.path.join(os.path.dirname(os.path.normpath(args.pipeline)), "concept_factor_map.json")

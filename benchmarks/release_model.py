@@ -21,7 +21,6 @@ import shutil
 import sys
 import time
 
-import numpy as np
 
 DATA = "shapes3d-procedural"
 RELEASE_TRAINING = {"preset": "cpu", "data": DATA, "max_steps": 5000, "max_minutes": None, "seed": 0,
@@ -63,56 +62,17 @@ def score(pipe, data, seed: int) -> dict:
     return scores
 
 
-def factor_labels(pipe, data, out: str, seed: int) -> list:
-    """The factor each concept carries most, and the concept-factor map PNG + JSON in `out`."""
+def draw(pipe, data, out: str, seed: int) -> None:
+    """The concept-factor map (PNG + JSON) and the labelled swap and traversal grids, into `out`."""
     from concept_diffusion.atomic import write_json
-    from concept_diffusion.evaluation.concept_factors import concept_factor_map, concept_labels, plot_concept_factor_map
+    from concept_diffusion.training.visualize import draw_concept_pictures
 
-    factors, images = data.sample(MAP_POINTS, np.random.RandomState(seed))
-    codes = np.concatenate([pipe.encode(images[i : i + 256]).cpu().numpy() for i in range(0, len(images), 256)])
-    normalised, accuracy = concept_factor_map(codes, factors, seed)
-    names = list(data.factor_names)
-    plot_concept_factor_map(normalised, accuracy, names, os.path.join(out, "concept_factor_map.png"))
-    labels = concept_labels(normalised, names)
+    concept_map = draw_concept_pictures(pipe, data, out, SAMPLING_STEPS, seed, MAP_POINTS).concept_map
+    names, accuracy = concept_map["factors"], concept_map["accuracy"]
     write_json(os.path.join(out, "concept_factor_map.json"), {
         "points": MAP_POINTS, "factors": names, "accuracy": dict(zip(names, accuracy.round(4).tolist())),
-        "normalised_mutual_information": normalised.round(4).tolist(), "concept_labels": labels})
-    return labels
-
-
-def draw(pipe, data, labels: list, out: str, seed: int) -> None:
-    """swap.png (row: an image; columns: it, its reference, then concept k copied over) and traversal.png."""
-    import torch
-
-    from concept_diffusion.atomic import atomic_path
-    from concept_diffusion.training.figures import concept_names, labelled_grid
-    from concept_diffusion.training.quickstart import concept_ranges
-
-    images = data.sample_observations(8, np.random.RandomState(seed + 1))
-    sources, references = images[:4], images[4:]
-    num_concepts = pipe.concept_encoder.config.num_concepts
-    columns = [pipe.swap(sources, references, concept_indices=[k], pairwise=True, num_inference_steps=SAMPLING_STEPS,
-                         generator=torch.Generator().manual_seed(seed)).images for k in range(num_concepts)]
-    to_pil = pipe.image_processor.numpy_to_pil
-    tiles = []
-    for row in range(len(sources)):
-        tiles += to_pil(np.stack([sources[row], references[row]])) + [columns[k][row][0] for k in range(num_concepts)]
-    names = concept_names(num_concepts, labels)
-    swap = labelled_grid(tiles, rows=len(sources), cols=num_concepts + 2, row_labels=[f"image {i}" for i in range(len(sources))],
-                         col_labels=["image", "reference"] + names, title="swap: concept k of the reference copied into the image")
-    with atomic_path(os.path.join(out, "swap.png"), ".png") as temporary:
-        swap.save(temporary)
-
-    ranges = concept_ranges(pipe, data, seed=seed)
-    sweeps = torch.stack([torch.linspace(low, high, 8) for low, high in ranges.tolist()])
-    walk = pipe.traverse(images[:1], concept_index=list(range(num_concepts)), values=sweeps,
-                         num_inference_steps=SAMPLING_STEPS, generator=torch.Generator().manual_seed(seed))
-    tiles = [tile for row in walk.images for tile in row]
-    steps = ["2nd pct"] + [""] * 6 + ["98th pct"]
-    traversal = labelled_grid(tiles, rows=num_concepts, cols=8, row_labels=names, col_labels=steps,
-                              title="traversal: one concept swept over its range on the data, the others fixed")
-    with atomic_path(os.path.join(out, "traversal.png"), ".png") as temporary:
-        traversal.save(temporary)
+        "normalised_mutual_information": concept_map["normalised_mutual_information"].round(4).tolist(),
+        "concept_labels": concept_map["labels"]})
 
 
 def write_release(pipeline_dir: str, out: str, seed: int) -> dict:
@@ -127,8 +87,7 @@ def write_release(pipeline_dir: str, out: str, seed: int) -> dict:
     scores = score(pipe, data, seed)
     with atomic_directory(out) as staging:
         pipe.save_pretrained(staging)
-        labels = factor_labels(pipe, data, staging, seed)
-        draw(pipe, data, labels, staging, seed)
+        draw(pipe, data, staging, seed)
         log = os.path.join(os.path.dirname(os.path.normpath(pipeline_dir)), "log.jsonl")
         if os.path.isfile(log):  # the training curve (loss and fast metrics against images seen) travels with the model
             shutil.copyfile(log, os.path.join(staging, "training_log.jsonl"))

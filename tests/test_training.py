@@ -182,7 +182,7 @@ def test_quickstart_writes_everything_it_promises(tmp_path):
              "dci": {"num_train": 64, "num_test": 32}, "mig": {"num_train": 64}}
     result = quickstart(str(tmp_path / "qs"), minutes=5, max_steps=2, batch_size=4, eval_every=0, eval_metrics=[],
                         report_to="none", metric_sizes=sizes, sample_steps=2)
-    for name in ("pipeline", "metrics", "swap", "traversal", "model_card", "curves", "log"):
+    for name in ("pipeline", "metrics", "swap", "traversal", "concept_factor_map", "model_card", "curves", "log"):
         assert os.path.exists(result.files[name]), name
     scores = json.loads((tmp_path / "qs" / "metrics.json").read_text())
     assert scores["steps"] == 2 and "factor_vae.eval_accuracy" in scores and "mig.discrete_mig" in scores

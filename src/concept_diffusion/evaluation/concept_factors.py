@@ -42,6 +42,24 @@ def concept_factor_map(codes: np.ndarray, factors: np.ndarray, seed: int = 0) ->
     return normalised, accuracy
 
 
+def map_concepts(pipe, data, num_points: int = 3000, seed: int = 0) -> dict:
+    """Encode `num_points` random images of `data` with `pipe` and map its concepts to the data's factors.
+
+    Returns `{"factors": names, "normalised_mutual_information": (N, K), "accuracy": (K,), "labels": [...]}`,
+    where `labels` names the factor each concept carries most (`concept_labels`).
+
+    Example:
+        >>> concept_map = map_concepts(pipe, load_ground_truth("shapes3d-procedural", image_size=32))
+        >>> concept_map["labels"]          # e.g. ['wall_hue', 'object_hue', 'floor_hue', ...]
+    """
+    factors, images = data.sample(num_points, np.random.RandomState(seed))
+    codes = np.concatenate([pipe.encode(images[i : i + 256]).cpu().numpy() for i in range(0, len(images), 256)])
+    normalised, accuracy = concept_factor_map(codes, factors, seed)
+    names = list(data.factor_names)
+    return {"factors": names, "normalised_mutual_information": normalised, "accuracy": accuracy,
+            "labels": concept_labels(normalised, names)}
+
+
 def concept_labels(normalised: np.ndarray, factor_names: Sequence[str], min_information: float = MIN_LABEL_INFORMATION) -> List[str]:
     """The factor each concept carries most (by normalised MI), or "-" when it carries none above `min_information`.
 

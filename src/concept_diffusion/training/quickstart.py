@@ -6,6 +6,7 @@ No download is needed. Everything lands in one folder:
     metrics.json     FactorVAE, DCI and MIG of the final model
     swap.png         per-concept swaps: each row is a source, its reference, then concept k copied over
     traversal.png    one row per concept, swept over the range it takes on the data
+    concept_factor_map.png   which concept carries which factor (labels the two pictures above)
     curves.png       loss and metrics against images seen
     log.jsonl, checkpoints/, samples/, logs/ (tensorboard)
 """
@@ -15,7 +16,6 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
 
 # Final scores on fewer points than disentanglement_lib's defaults, so that they take about a
 # minute on 2 cores; `concept-diffusion evaluate` runs the full protocol.
@@ -26,6 +26,7 @@ FINAL_METRIC_SIZES = {
 }
 
 SAMPLING_STEPS = 25  # DDIM steps for the swap and traversal pictures
+CONCEPT_MAP_POINTS = 2000  # images that name the factor each concept carries, for the pictures' labels
 
 
 @dataclass
@@ -33,15 +34,6 @@ class QuickstartResult:
     output_dir: str
     metrics: dict
     files: dict
-
-
-def concept_ranges(pipe, data, num_images: int = 512, seed: int = 0) -> torch.Tensor:
-    """(N, 2) of the 2nd and 98th percentile of each concept over `num_images` images of `data`."""
-    import numpy as np
-
-    images = data.sample_observations(num_images, np.random.RandomState(seed))
-    concepts = torch.cat([pipe.encode(images[i : i + 128]) for i in range(0, num_images, 128)])
-    return torch.quantile(concepts, torch.tensor([0.02, 0.98]), dim=0).T
 
 
 def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, seed: int = 0,
@@ -56,16 +48,14 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
         >>> result = quickstart("outputs/quickstart", minutes=10)
         >>> result.metrics["factor_vae.eval_accuracy"]
     """
-    import numpy as np
-
-    from concept_diffusion.atomic import atomic_path, write_json
+    from concept_diffusion.atomic import write_json
     from concept_diffusion.data import load_ground_truth
     from concept_diffusion.evaluation import evaluate
     from concept_diffusion.evaluation.evaluate import write_scores
     from concept_diffusion.pipelines import ConceptDiffusionPipeline
     from concept_diffusion.training import TrainingConfig, build_config, train
     from concept_diffusion.training.trainer import write_run_card
-    from concept_diffusion.training.visualize import concept_swap_grid, plot_curves
+    from concept_diffusion.training.visualize import draw_concept_pictures, plot_curves
 
     config = build_config(TrainingConfig, {"preset": "cpu", "data": "shapes3d-procedural", "output_dir": output_dir,
                                            "max_minutes": minutes, "max_steps": None, "seed": seed,
@@ -82,21 +72,8 @@ def quickstart(output_dir: str = "outputs/quickstart", minutes: float = 10.0, se
     write_scores({**metrics, "steps": result.step, "images_seen": result.images_seen,
                   "training_minutes": round(result.seconds / 60, 2)}, files["metrics"])
 
-    rng = np.random.RandomState(seed + 1)
-    picture_steps = overrides.get("sample_steps", SAMPLING_STEPS)
-    images = data.sample_observations(8, rng)  # numpy (8, H, W, C) in [0, 1], as the pipeline takes them
-    files["swap"] = os.path.join(output_dir, "swap.png")
-    with atomic_path(files["swap"], ".png") as temporary:
-        concept_swap_grid(pipe, images[:4], images[4:8], num_inference_steps=picture_steps, seed=seed).save(temporary)
-
-    ranges = concept_ranges(pipe, data, seed=seed)
-    sweeps = torch.stack([torch.linspace(low, high, 8) for low, high in ranges.tolist()])
-    num_concepts = pipe.concept_encoder.config.num_concepts
-    traversal = pipe.traverse(images[:1], concept_index=list(range(num_concepts)), values=sweeps,
-                              num_inference_steps=picture_steps, generator=torch.Generator().manual_seed(seed))
-    files["traversal"] = os.path.join(output_dir, "traversal.png")
-    with atomic_path(files["traversal"], ".png") as temporary:
-        traversal.grid.save(temporary)
+    pictures = draw_concept_pictures(pipe, data, output_dir, overrides.get("sample_steps", SAMPLING_STEPS), seed, CONCEPT_MAP_POINTS)
+    files.update(pictures.files)
 
     write_run_card(pipe, result.pipeline_dir, config, metrics, files["swap"])
     files["model_card"] = os.path.join(result.pipeline_dir, "README.md")
