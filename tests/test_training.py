@@ -227,6 +227,21 @@ def test_first_stage_resumes_exactly(tmp_path):
     assert steps == [1, 2, 3]  # the resumed run logs from where the first one stopped
 
 
+def test_first_stage_trains_against_the_patch_discriminator_and_logs_psnr(tmp_path):
+    def logged(name, **overrides):
+        config = build_config(AutoencoderTrainingConfig, dict(preset="tiny", output_dir=str(tmp_path / name), max_steps=2,
+                                                              batch_size=2, checkpoint_every=0, report_to="none", **overrides))
+        train_autoencoder(config)
+        return [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+
+    adversarial = logged("adversarial")  # the released setting: weight 0.75 from step 0
+    assert all(key in adversarial[-1] for key in ("psnr", "generator_loss", "discriminator_loss", "adversarial_weight"))
+    assert adversarial[-1]["adversarial_weight"] > 0 and 0 < adversarial[-1]["psnr"] < 100
+    plain = logged("plain", discriminator_weight=0.0)
+    assert "psnr" in plain[-1] and "discriminator_loss" not in plain[-1]
+    assert "discriminator_loss" not in logged("late", discriminator_start=5)[-1]
+
+
 def test_non_finite_pixels_are_refused_before_the_device():
     from concept_diffusion.training.runtime import images_to_device
 

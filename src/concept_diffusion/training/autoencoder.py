@@ -1,11 +1,15 @@
 """Stage 1: the first-stage autoencoder (diffusers `VQModel` or `AutoencoderKL`) of a latent preset.
 
-Trained with an L1 or L2 reconstruction loss plus the codebook loss (VQ) or a KL term (KL); the
-result is a diffusers folder that stage 2 takes as `vae=...`.
+Trained with an L1 or L2 reconstruction loss, the codebook loss (VQ) or a KL term (KL), and a patch
+discriminator's hinge loss with the adaptive weight of the released first stage (LPIPS, the released
+perceptual term, needs a pretrained VGG that is not reachable here; see `discriminator.py`). The result
+is a diffusers folder that stage 2 takes as `vae=...`; the log records each batch's PSNR.
 """
 
 import functools
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +19,12 @@ from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.checkpoints import save_checkpoint
 from concept_diffusion.training.config import AutoencoderTrainingConfig
 from concept_diffusion.training.data import check_image_size, load_training_data, step_generator
+from concept_diffusion.training.discriminator import (
+    PatchDiscriminator,
+    adaptive_adversarial_weight,
+    hinge_discriminator_loss,
+    psnr,
+)
 from concept_diffusion.training.runtime import (
     Stage,
     continue_run,
@@ -37,7 +47,7 @@ class AutoencoderWithLoss(torch.nn.Module):
         self.vae, self.config = vae, config
 
     def forward(self, images: torch.Tensor, generator: torch.Generator):
-        """Reconstruction loss plus the codebook (VQModel) or KL (AutoencoderKL) term; returns (loss, reconstruction loss)."""
+        """Returns (reconstruction, pixel reconstruction loss, codebook (VQModel) or KL (AutoencoderKL) term)."""
         if hasattr(self.vae, "quantize"):
             decoded = self.vae.decode(self.vae.encode(images).latents)
             reconstruction, regularization = decoded.sample, decoded.commit_loss.mean()
@@ -50,11 +60,11 @@ class AutoencoderWithLoss(torch.nn.Module):
             reconstruction_loss = F.l1_loss(reconstruction.float(), images.float())
         else:
             reconstruction_loss = F.mse_loss(reconstruction.float(), images.float())
-        return reconstruction_loss + self.config.regularization_weight * regularization, reconstruction_loss
+        return reconstruction, reconstruction_loss, regularization
 
 
 def setup(config: AutoencoderTrainingConfig, accelerator):
-    """Build the vae with its loss, the optimizer and the data; returns `(model, optimizer, lr_scheduler, dataset)`."""
+    """Build the vae with its loss, the optimizer, the discriminator (or None) and the data."""
     from diffusers.optimization import get_scheduler
 
     vae = build_pipeline(config.preset, seed=config.seed).vae
@@ -67,21 +77,62 @@ def setup(config: AutoencoderTrainingConfig, accelerator):
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=True)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    return model, optimizer, lr_scheduler, dataset
+    adversary = None
+    if config.discriminator_weight > 0:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + 1)
+            discriminator = PatchDiscriminator(in_channels=vae.config.in_channels)
+        # Adam with betas (0.5, 0.9), as the released first stage trains both of its players.
+        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.9))
+        adversary = Adversary(*accelerator.prepare(discriminator, discriminator_optimizer))
+    return model, optimizer, lr_scheduler, adversary, dataset
 
 
-def training_step(accelerator, model, optimizer, lr_scheduler, config: AutoencoderTrainingConfig, batch: dict, number: int) -> dict:
-    """One micro-batch of the reconstruction loss; the optimizer steps when gradients sync."""
+@dataclass
+class Adversary:
+    """The patch discriminator and its optimizer, as `accelerator.prepare` returned them."""
+
+    discriminator: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def training_step(accelerator, model, optimizer, lr_scheduler, adversary: Optional[Adversary], config: AutoencoderTrainingConfig,
+                  batch: dict, number: int) -> dict:
+    """One micro-batch: the autoencoder's step, then (with a discriminator) the discriminator's step."""
     images = images_to_device(batch, accelerator.device, config.data)
+    adversarial = adversary is not None and number >= config.discriminator_start
     with accelerator.accumulate(model):
-        loss, reconstruction_loss = model(images, step_generator(config.seed, number, accelerator.process_index, accelerator.device))
+        reconstruction, reconstruction_loss, regularization = model(
+            images, step_generator(config.seed, number, accelerator.process_index, accelerator.device))
+        loss = reconstruction_loss + config.regularization_weight * regularization
+        outputs = {"reconstruction_loss": reconstruction_loss.detach(), "psnr": psnr(reconstruction.detach(), images)}
+        if adversarial:
+            generator_loss = -adversary.discriminator(reconstruction).mean()
+            last_layer = accelerator.unwrap_model(model).vae.decoder.conv_out.weight
+            weight = adaptive_adversarial_weight(reconstruction_loss, generator_loss, last_layer, config.discriminator_weight)
+            loss = loss + weight * generator_loss
+            outputs.update(generator_loss=generator_loss.detach(), adversarial_weight=weight)
         accelerator.backward(loss)
         if accelerator.sync_gradients:
             accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-    return {"loss": loss.detach(), "reconstruction_loss": reconstruction_loss.detach()}
+    if adversarial:
+        outputs["discriminator_loss"] = discriminator_step(accelerator, adversary, images, reconstruction.detach())
+    return {"loss": loss.detach(), **outputs}
+
+
+def discriminator_step(accelerator, adversary: Adversary, images: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """One hinge-loss step of the discriminator on real images against this step's reconstructions."""
+    adversary.optimizer.zero_grad(set_to_none=True)  # drop what the autoencoder's loss left on its weights
+    # One forward over real and reconstructed images: one DDP forward per backward.
+    logits = adversary.discriminator(torch.cat([images, reconstruction]))
+    loss = hinge_discriminator_loss(*logits.chunk(2))
+    accelerator.backward(loss)
+    adversary.optimizer.step()
+    adversary.optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 def trainer_state(config: AutoencoderTrainingConfig) -> dict:
@@ -98,10 +149,10 @@ def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
     """
     accelerator = start_run(config)
     resume_path, resume_state = resume_point(config)
-    model, optimizer, lr_scheduler, dataset = setup(config, accelerator)
+    model, optimizer, lr_scheduler, adversary, dataset = setup(config, accelerator)
     step = continue_run(accelerator, config, resume_path, resume_state, "concept-diffusion-vae")
     stage = Stage(name="training first stage", lr_scheduler=lr_scheduler,
-                  step=functools.partial(training_step, accelerator, model, optimizer, lr_scheduler, config),
+                  step=functools.partial(training_step, accelerator, model, optimizer, lr_scheduler, adversary, config),
                   trainer_state=functools.partial(trainer_state, config))
     with open_log(accelerator, config) as log_file:
         loop = run_loop(accelerator, config, stage, step_loader(dataset, config, accelerator, step), step, resume_path, log_file)

@@ -49,6 +49,10 @@ class AutoencoderTrainingConfig:
     """"l1" or "l2" pixel reconstruction loss."""
     regularization_weight: float = 1.0
     """Weight of the codebook loss (VQModel) or of the KL term (AutoencoderKL, scaled by 1e-6)."""
+    discriminator_weight: float = 0.75
+    """Scale of the adaptive weight of the patch discriminator's loss (the released disc_weight); 0 turns it off."""
+    discriminator_start: int = 0
+    """Step from which the adversarial loss counts (the released disc_start is 0)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
     mixed_precision: Optional[str] = None
