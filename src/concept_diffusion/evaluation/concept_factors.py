@@ -73,15 +73,14 @@ def concept_labels(normalised: np.ndarray, factor_names: Sequence[str], min_info
 
 def plot_concept_factor_map(normalised: np.ndarray, accuracy: np.ndarray, factor_names: Sequence[str], png_path: str) -> None:
     """Heatmap of the normalised MI, factors as rows (labelled with their accuracy), concepts as columns."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure without pyplot, so that a notebook's own inline plots keep working.
+    from matplotlib.figure import Figure
 
     from concept_diffusion.atomic import atomic_path
 
     num_concepts, num_factors = normalised.shape
-    figure, axis = plt.subplots(figsize=(1.6 + 0.55 * num_concepts, 1.2 + 0.5 * num_factors))
+    figure = Figure(figsize=(1.6 + 0.55 * num_concepts, 1.2 + 0.5 * num_factors))
+    axis = figure.subplots()
     image = axis.imshow(normalised.T, vmin=0, vmax=max(float(normalised.max()), 1e-6), cmap="viridis", aspect="auto")
     axis.set_xticks(range(num_concepts), [str(i) for i in range(num_concepts)])
     axis.set_yticks(range(num_factors), [f"{name} ({acc:.2f})" for name, acc in zip(factor_names, accuracy)])
@@ -91,4 +90,3 @@ def plot_concept_factor_map(normalised: np.ndarray, accuracy: np.ndarray, factor
     figure.tight_layout()
     with atomic_path(png_path, ".png") as temporary:
         figure.savefig(temporary, dpi=100)
-    plt.close(figure)

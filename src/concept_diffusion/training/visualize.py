@@ -165,10 +165,9 @@ def concept_names(num_concepts: int, factor_labels: Optional[List[str]] = None) 
 
 def plot_curves(log_path: str, png_path: str) -> None:
     """Plot the loss and every metric of a JSONL training log against images seen."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure without pyplot: switching the backend (matplotlib.use("Agg")) would stop a notebook
+    # that trained in-process from showing its own plots afterwards.
+    from matplotlib.figure import Figure
 
     with open(log_path) as file:
         records = [json.loads(line) for line in file if line.strip()]
@@ -178,7 +177,8 @@ def plot_curves(log_path: str, png_path: str) -> None:
     if not keys:
         return
     cols = min(3, len(keys))
-    figure, axes = plt.subplots(math.ceil(len(keys) / cols), cols, figsize=(4.5 * cols, 3.2 * math.ceil(len(keys) / cols)), squeeze=False)
+    figure = Figure(figsize=(4.5 * cols, 3.2 * math.ceil(len(keys) / cols)))
+    axes = figure.subplots(math.ceil(len(keys) / cols), cols, squeeze=False)
     for axis, key in zip(axes.flat, keys):
         points = [(r["images_seen"], r[key]) for r in records if key in r]
         axis.plot(*zip(*points), marker="." if key != "loss" else None)
@@ -191,4 +191,3 @@ def plot_curves(log_path: str, png_path: str) -> None:
     figure.tight_layout()
     with atomic_path(png_path, ".png") as temporary:
         figure.savefig(temporary, dpi=100)
-    plt.close(figure)
