@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from concept_diffusion.app.images import fit_image
+from concept_diffusion.evaluation.concept_factors import concept_labels
 from concept_diffusion.evaluation.mutual_information import discrete_entropy, discrete_mutual_info, histogram_discretize
 
 DEFAULT_STEPS = 20  # DDIM steps of a decode: the trainer's sample_steps
 DEFAULT_RANGE = (-3.0, 3.0)  # slider range of a concept when no data tells its spread
-MIN_LABEL_INFORMATION = 0.1  # normalised MI below which a concept carries no factor worth naming
 
 
 @dataclass
@@ -31,14 +31,13 @@ def concept_statistics(pipe, data, num_images: int = 1000, seed: int = 0, batch_
     """Encode `num_images` random images of `data` (a `GroundTruthData`) and describe each concept.
 
     A concept's factor is the one with the highest mutual information normalised by the factor's
-    entropy (as MIG bins it: 20 equal-width bins), if that is at least `MIN_LABEL_INFORMATION`.
+    entropy (as MIG bins it: 20 equal-width bins), if that is at least `concept_factors.MIN_LABEL_INFORMATION`.
     """
     factors, images = data.sample(num_images, np.random.RandomState(seed))
     codes = np.concatenate([pipe.encode(images[i : i + batch_size]).cpu().numpy() for i in range(0, num_images, batch_size)])
     ranges = np.quantile(codes, [0.02, 0.98], axis=0).T
     normalised = discrete_mutual_info(histogram_discretize(codes), factors) / np.maximum(discrete_entropy(factors), 1e-12)[None]
-    best = normalised.argmax(axis=1)
-    names = [data.factor_names[j] if normalised[i, j] >= MIN_LABEL_INFORMATION else None for i, j in enumerate(best)]
+    names = [None if label == "-" else label for label in concept_labels(normalised, list(data.factor_names))]
     return ConceptStatistics(ranges=ranges, factors=names)
 
 
