@@ -37,7 +37,8 @@ BASELINES = ("beta_vae", "beta_tcvae")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
-    parser.add_argument("--preset", choices=["cpu", "shapes3d"], default="cpu", help="EncDiff preset; sets image size, concepts and width")
+    parser.add_argument("--preset", choices=["cpu", "shapes3d", "tiny"], default="cpu",
+                        help="EncDiff preset; sets image size, concepts and width (tiny: the smoke test)")
     parser.add_argument("--data", default="shapes3d-procedural", help="ground-truth data with factors (default: shapes3d-procedural)")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--images", type=int, help="EncDiff's budget in images seen (rounded down to whole batches)")

@@ -1,0 +1,21 @@
+"""benchmarks/gpu_benchmarks.sh is the one command a GPU session runs; its CPU smoke mode keeps it working here."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_benchmark_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path):
+    env = {**os.environ, "DEVICE": "cpu", "PRESET": "tiny", "TRAIN_MINUTES": "0.05", "VAE_STEPS": "2", "STEP_SPEED_STEPS": "2",
+           "BATCH_SIZE": "8", "MIXED_PRECISION": "no", "WORKERS": "0", "RESULTS_DIR": str(tmp_path / "results"),
+           "WORK_DIR": str(tmp_path / "work"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_benchmarks.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    speed = json.loads((tmp_path / "results" / "train_step_speed_cpu-tiny.json").read_text())
+    efficiency = json.loads((tmp_path / "results" / "train_efficiency_cpu-tiny.json").read_text())
+    assert speed and efficiency["first_stage"] is not None  # stage 1 ran before EncDiff
+    assert {run["model"] for run in efficiency["runs"]} == {"encdiff", "beta_vae", "beta_tcvae"}
