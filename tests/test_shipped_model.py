@@ -46,6 +46,16 @@ def test_shipped_model_is_small_portable_and_its_card_carries_the_exact_scores(s
     assert out.images.shape == (2, 32, 32, 3) and np.isfinite(out.images).all()
 
 
+def test_shipped_model_carries_the_current_remote_code():
+    """Users without the package run the folder's copies: they must be today's modules, not an older save's."""
+    import concept_diffusion.models.concept_encoder as encoder_module
+    import concept_diffusion.pipelines.pipeline_concept_diffusion as pipeline_module
+
+    refresh = "re-write the shipped folder with benchmarks/release_model.py (--skip-training with the run that made it)"
+    assert (MODEL / "pipeline.py").read_text() == Path(pipeline_module.__file__).read_text(), refresh
+    assert (MODEL / "concept_encoder" / "concept_encoder.py").read_text() == Path(encoder_module.__file__).read_text(), refresh
+
+
 def test_release_script_publishes_the_shipped_folder(hub_server, hub_repo_id):
     spec = importlib.util.spec_from_file_location("release_model", ROOT / "benchmarks" / "release_model.py")
     release_model = importlib.util.module_from_spec(spec)
