@@ -630,6 +630,9 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         parent = os.path.dirname(save_directory)
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".saving-", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a saved model is an ordinary folder
         try:
             super().save_pretrained(staging, safe_serialization=True, **kwargs)
             # This module, not a subclass's: the remote code must import only torch and diffusers.

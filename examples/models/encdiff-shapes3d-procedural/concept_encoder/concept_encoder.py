@@ -34,7 +34,9 @@ class ConceptEncoderOutput(BaseOutput):
     """
 
     concepts: torch.Tensor
-    tokens: torch.Tensor
+    # A default, as diffusers' outputs give their later fields: accelerate rebuilds outputs from a dict
+    # (`type(output)({...})`) when it casts them back to float32 under mixed precision.
+    tokens: torch.Tensor = None
 
 
 class ResidualBlock(nn.Module):
