@@ -70,3 +70,49 @@ def hub_repo_id(request, hub_server):
 
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:60].strip("-.")
     return f"{hub_server.user}/{name}-{secrets.token_hex(3)}"
+
+
+# Python with `concept_diffusion` made unimportable, as for a user who has only diffusers.
+_BLOCK_PACKAGE = """
+import sys
+
+class BlockConceptDiffusion:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "concept_diffusion":
+            raise ImportError("concept_diffusion is not installed here")
+
+sys.meta_path.insert(0, BlockConceptDiffusion())
+"""
+
+
+@pytest.fixture
+def run_without_package():
+    """Run a Python script in a subprocess where concept_diffusion cannot be imported; returns the finished process."""
+    import subprocess
+    import sys
+    import textwrap
+
+    def run(script: str, timeout: int = 240):
+        return subprocess.run([sys.executable, "-c", _BLOCK_PACKAGE + textwrap.dedent(script)], capture_output=True,
+                              text=True, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """The tiny preset's pipeline (seed 0), progress bars off; a test module may define its own."""
+    from concept_diffusion import build_pipeline
+
+    pipe = build_pipeline("tiny", seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Three random 32x32 RGB images, numpy (B, H, W, C) in [0, 1]."""
+    import numpy as np
+
+    return np.random.RandomState(0).rand(3, 32, 32, 3).astype(np.float32)
+

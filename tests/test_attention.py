@@ -1,7 +1,5 @@
 """Cross-attention maps of the concept tokens: pipe.attention_maps, attention_grid and the CLI."""
 
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -14,18 +12,6 @@ from concept_diffusion.cli import main
 from concept_diffusion.pipelines.pipeline_concept_diffusion import CrossAttentionRecorder
 
 STEPS = 2
-WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import sys
-
-    class BlockConceptDiffusion:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "concept_diffusion":
-                raise ImportError("concept_diffusion is not installed here")
-
-    sys.meta_path.insert(0, BlockConceptDiffusion())
-    """
-)
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +166,9 @@ def test_cli_writes_the_grid(saved, images, tmp_path, capsys):
     assert main(["attention", str(saved), paths[0], "--out", str(out), "--timesteps", "100,2000"]) == 2
 
 
-def test_remote_code_pipeline_has_attention_maps(saved, images, tmp_path):
+def test_remote_code_pipeline_has_attention_maps(saved, images, tmp_path, run_without_package):
     np.save(tmp_path / "images.npy", images)
-    script = WITHOUT_PACKAGE + textwrap.dedent(
+    script = textwrap.dedent(
         f"""
         import numpy as np, torch
         from diffusers import DiffusionPipeline
@@ -194,7 +180,7 @@ def test_remote_code_pipeline_has_attention_maps(saved, images, tmp_path):
         print(type(pipe).__module__)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    result = run_without_package(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "diffusers_modules" in result.stdout
     local = ConceptDiffusionPipeline.from_pretrained(saved)

@@ -7,18 +7,6 @@ from diffusers import AutoencoderKL, DDPMScheduler
 from concept_diffusion import ConceptDiffusionPipeline, build_pipeline
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    pipe = build_pipeline("tiny", seed=0)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@pytest.fixture(scope="module")
-def images():
-    return np.random.RandomState(0).rand(3, 32, 32, 3).astype(np.float32)
-
-
 def run(pipe, seed=0, **kwargs):
     kwargs.setdefault("num_inference_steps", 2)
     kwargs.setdefault("output_type", "np")

@@ -10,18 +10,6 @@ import torch
 from concept_diffusion import ConceptDiffusionPipeline, build_pipeline
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    pipe = build_pipeline("tiny", seed=0)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@pytest.fixture(scope="module")
-def images():
-    return np.random.RandomState(0).rand(3, 32, 32, 3).astype(np.float32)
-
-
 def seeded(seed=0):
     return torch.Generator().manual_seed(seed)
 

@@ -1,5 +1,4 @@
 import json
-import subprocess
 import sys
 import textwrap
 
@@ -10,19 +9,6 @@ from diffusers import DiffusionPipeline
 
 from concept_diffusion import ConceptDiffusionPipeline, build_pipeline
 
-# Runs Python with `concept_diffusion` made unimportable, as for a user without the package.
-WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import sys
-
-    class BlockConceptDiffusion:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "concept_diffusion":
-                raise ImportError("concept_diffusion is not installed here")
-
-    sys.meta_path.insert(0, BlockConceptDiffusion())
-    """
-)
 
 
 def assert_same_images(actual, expected):
@@ -90,10 +76,10 @@ def test_package_load_never_runs_folder_code(saved, images, tmp_path):
     assert_same_images(reconstruct(loaded, images), expected)
 
 
-def test_remote_code_load_without_package_and_resave(saved, images, tmp_path):
+def test_remote_code_load_without_package_and_resave(saved, images, tmp_path, run_without_package):
     folder, expected = saved
     np.save(tmp_path / "images.npy", images)
-    script = WITHOUT_PACKAGE + textwrap.dedent(
+    script = textwrap.dedent(
         f"""
         import numpy as np, torch
         from diffusers import DiffusionPipeline
@@ -116,7 +102,7 @@ def test_remote_code_load_without_package_and_resave(saved, images, tmp_path):
         print(type(encoder).__name__)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    result = run_without_package(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "diffusers_modules" in result.stdout and "ConceptEncoder" in result.stdout
     assert_same_images(np.load(tmp_path / "remote.npy"), expected)
