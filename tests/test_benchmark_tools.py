@@ -1,5 +1,5 @@
-"""The diagnostic benchmark scripts: the concept-factor map reads a disentangled code as one, and the
-training-step profiler runs end to end on the tiny preset."""
+"""The diagnostics: the concept-factor map reads a disentangled code as one (and names each concept's
+factor), and the training-step profiler runs end to end on the tiny preset."""
 
 import json
 import sys
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from concept_diffusion.evaluation.concept_factors import concept_factor_map, concept_labels
 
-from concept_factor_map import concept_factor_map  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def grid_factors(count, sizes, seed=0):
@@ -28,6 +28,7 @@ def test_concept_factor_map_finds_each_factor_in_its_concept():
         assert normalised[concept, factor] > 0.95
         assert np.delete(normalised[:, factor], concept).max() < 0.1
     assert accuracy.min() > 0.95
+    assert concept_labels(normalised, ["a", "b", "c"]) == ["c", "a", "b", "-"]  # the noise concept carries none
 
 
 def test_concept_factor_map_of_a_mixed_code_is_smeared():
