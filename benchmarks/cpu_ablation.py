@@ -1,30 +1,56 @@
 """Controlled CPU ablation of the `cpu` preset: one change at a time, several seeds, equal image budgets, exact metrics.
 
-Each (arm, seed) trains with `concept-diffusion train --preset cpu` plus the arm's flags, one torch thread
+Each (arm, seed) trains with `concept-diffusion train --preset cpu` plus the arm's flags (or on a copy of
+the preset with the arm's architecture edits), one torch thread
 per run, runs spread over the cores (`--parallel`, each pinned to its own core); then every final EMA
 pipeline is scored with all six metrics at disentanglement_lib's full sizes. Prints a table (mean and
 spread over seeds per arm) and writes JSON.
 
     python benchmarks/cpu_ablation.py --arms base,uniform_t --seeds 0,1 --images 32000 --parallel 2
+    python benchmarks/cpu_ablation.py --report     # every recorded run: table, picture, concept-factor maps
+
+`--report` adds to each recorded run (once, cached in the JSON) how well its concepts predict each factor
+(`evaluation.concept_factors`, 2,000 images), prints a Markdown table of all arms and budgets, and draws
+`cpu_ablation.png` (FactorVAE, DCI and factor accuracies per arm, one dot per seed) beside the JSON, with
+each run's concept-factor map in the work folder.
 """
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 
-# One change each from the `cpu` preset's defaults (x0-prediction, logit-normal t with mean 1, L2, lr 2e-3, batch 32).
+# One change each from the `cpu` preset's defaults (x0-prediction, logit-normal t with mean 1, L2, lr 2e-3, batch 32,
+# 10 concepts, a (16, 32, 64) UNet with cross-attention at 16x16 and 8x8): training flags, and edits of the
+# preset's component configs ({component: {key: value}}), applied to a copy of the preset.
 ARMS = {
-    "base": [],
-    "uniform_t": ["--timestep-sampling", "uniform"],
-    "released_objective": ["--prediction-type", "epsilon", "--loss", "l1", "--timestep-sampling", "uniform"],
-    "lr_1e-3": ["--learning-rate", "0.001"],
-    "warmup_1000": ["--lr-warmup-steps", "1000"],
+    "base": ([], {}),
+    "uniform_t": (["--timestep-sampling", "uniform"], {}),
+    "t_logit_mean_0": (["--timestep-logit-mean", "0"], {}),
+    "released_objective": (["--prediction-type", "epsilon", "--loss", "l1", "--timestep-sampling", "uniform"], {}),
+    "lr_1e-3": (["--learning-rate", "0.001"], {}),
+    "warmup_1000": (["--lr-warmup-steps", "1000"], {}),
+    "concepts_20": ([], {"concept_encoder": {"num_concepts": 20}}),
+    # The tokens also read at 32x32, where the ~7-pixel object is; cross-attention only there (self-attention over
+    # 1,024 positions made a step 6x slower).
+    "cross_attention_32x32": ([], {"unet": {"down_block_types": ["CrossAttnDownBlock2D"] * 3,
+                                             "up_block_types": ["CrossAttnUpBlock2D"] * 3,
+                                             "only_cross_attention": [True, False, False]}}),
+    "unet_wide": ([], {"unet": {"block_out_channels": [32, 64, 128]}}),
+    "bf16_autocast": (["--mixed-precision", "bf16"], {}),
+    # 64x64 images diffused as the 16x16 latents of a trained first stage (`--vae`), instead of 32x32 pixels.
+    "latent_64x64": (["--vae", "{vae}"], {"model_index": {"vae": ["diffusers", "VQModel"]}, "concept_encoder": {"sample_size": 64},
+                                         "unet": {"sample_size": 16}}),
 }
-HEADLINE = ["factor_vae.eval_accuracy", "dci.disentanglement", "dci.completeness", "mig.discrete_mig", "beta_vae.eval_accuracy"]
+# The latent arm's first stage when no `--vae` is given: the `shapes3d` preset's VQModel (4x down, 3 latent channels,
+# the released losses), made small enough to train on a CPU in minutes; trained for `--first-stage-minutes`.
+SMALL_FIRST_STAGE = {"block_out_channels": [16, 32, 64], "layers_per_block": 1, "norm_num_groups": 8, "mid_block_add_attention": False}
+HEADLINE = {"factor_vae.eval_accuracy": "FactorVAE", "dci.disentanglement": "DCI D", "dci.completeness": "DCI C",
+            "mig.discrete_mig": "MIG", "beta_vae.eval_accuracy": "BetaVAE"}
 BATCH = 32
 
 
@@ -35,7 +61,10 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--images", type=int, default=32000, help="images per run (batch 32)")
     parser.add_argument("--parallel", type=int, default=min(2, os.cpu_count() or 1), help="runs at once, one core each")
-    parser.add_argument("--work-dir", default="outputs/cpu_ablation")
+    parser.add_argument("--report", action="store_true", help="only report the recorded runs (see above)")
+    parser.add_argument("--vae", default=None, help="trained first-stage folder for the latent arm (default: train SMALL_FIRST_STAGE)")
+    parser.add_argument("--first-stage-minutes", type=float, default=8.0, help="training time of the small first stage, without --vae")
+    parser.add_argument("--work-dir", default="outputs/cpu_ablation", help="run folders (and the report's default for runs without one)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "cpu_ablation.json"))
     args = parser.parse_args(argv)
     args.arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
@@ -48,14 +77,63 @@ def parse_args(argv=None):
     return args
 
 
+def arm_preset(arm: str, work_dir: str, vae: str = None) -> str:
+    """"cpu", or a copy of the `cpu` preset with the arm's config edits (and the trained first stage's config)."""
+    from concept_diffusion.atomic import write_json
+    from concept_diffusion.presets import preset_folder
+
+    edits = ARMS[arm][1]
+    if not edits:
+        return "cpu"
+    folder = os.path.join(work_dir, "presets", arm)
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(preset_folder("cpu"), folder)
+    if "vae" in edits.get("model_index", {}):
+        if vae is None:
+            raise SystemExit(f"--arms {arm}: pass the trained first stage with --vae FOLDER (`concept-diffusion train-vae`)")
+        os.makedirs(os.path.join(folder, "vae"))
+        shutil.copy(os.path.join(vae, "config.json"), os.path.join(folder, "vae", "config.json"))
+    for component, changes in edits.items():
+        path = os.path.join(folder, "model_index.json" if component == "model_index" else os.path.join(component, "config.json"))
+        with open(path) as file:
+            config = json.load(file)
+        config.update(changes)
+        write_json(path, config)
+    return os.path.abspath(folder)
+
+
+def train_small_first_stage(work_dir: str, minutes: float) -> str:
+    """Train SMALL_FIRST_STAGE with `concept-diffusion train-vae` (all cores) once; returns its vae folder."""
+    from concept_diffusion.atomic import write_json
+    from concept_diffusion.presets import preset_folder
+
+    output_dir = os.path.join(work_dir, "first_stage")
+    vae = os.path.join(output_dir, "vae")
+    if os.path.isfile(os.path.join(vae, "config.json")):
+        return vae
+    preset = os.path.join(work_dir, "presets", "first_stage")
+    shutil.rmtree(preset, ignore_errors=True)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    shutil.copytree(preset_folder("shapes3d"), preset)
+    with open(os.path.join(preset, "vae", "config.json")) as file:
+        config = json.load(file)
+    write_json(os.path.join(preset, "vae", "config.json"), {**config, **SMALL_FIRST_STAGE})
+    print(f"training the small first stage for {minutes} minutes", flush=True)
+    subprocess.run(["concept-diffusion", "train-vae", "--preset", preset, "--output-dir", output_dir, "--max-minutes", str(minutes),
+                    "--max-steps", "1000000", "--batch-size", str(BATCH), "--checkpoint-every", "0", "--report-to", "none"],
+                   check=True, stdout=open(output_dir + ".log", "w"), stderr=subprocess.STDOUT)
+    return vae
+
+
 def one_core(command: list, core: int) -> list:
     """The command pinned to `core` with one thread (two runs on two cores never share one)."""
     return ["taskset", "-c", str(core), "env", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", "NUMBA_NUM_THREADS=1", *command]
 
 
 def run_all(jobs: list, parallel: int) -> None:
-    """Run (name, command, log path) jobs, `parallel` at a time, job i on core i % parallel; raise on a failure."""
-    pending, running = list(jobs), {}
+    """Run (name, command, log path, done path) jobs, `parallel` at a time, each on a free core; skip a job whose
+    done path exists (a batch run again continues where it stopped); raise on a failure."""
+    pending, running = [job[:3] for job in jobs if not os.path.exists(job[3])], {}
     while pending or running:
         free = [core for core in range(parallel) if core not in running]
         while pending and free:
@@ -72,6 +150,100 @@ def run_all(jobs: list, parallel: int) -> None:
                 print(f"done {name}", flush=True)
 
 
+def map_run(run: dict, work_dir: str) -> None:
+    """Add the run's per-factor accuracy and concept-factor map (PNG in the run folder), if not there yet."""
+    if "factor_accuracy" in run:
+        return
+    from concept_diffusion import ConceptDiffusionPipeline, load_ground_truth
+    from concept_diffusion.evaluation.concept_factors import map_concepts, plot_concept_factor_map
+
+    folder = run.get("folder") or os.path.join(work_dir, f"{run['arm']}-seed{run['seed']}")
+    pipe = ConceptDiffusionPipeline.from_pretrained(os.path.join(folder, "pipeline"))
+    data = load_ground_truth("shapes3d-procedural", image_size=pipe.concept_encoder.config.sample_size)
+    concept_map = map_concepts(pipe, data, num_points=2000, seed=0)
+    run["factor_accuracy"] = dict(zip(concept_map["factors"], concept_map["accuracy"].round(3).tolist()))
+    run["concept_labels"] = concept_map["labels"]
+    plot_concept_factor_map(concept_map["normalised_mutual_information"], concept_map["accuracy"], concept_map["factors"],
+                            os.path.join(folder, "concept_factor_map.png"))
+
+
+def report(args) -> int:
+    """Map every recorded run (once), print the Markdown table and draw the picture."""
+    from concept_diffusion.atomic import write_json
+
+    with open(args.out) as file:
+        recorded = json.load(file)
+    for run in recorded["runs"]:
+        map_run(run, args.work_dir)
+        write_json(args.out, recorded)  # after each run, so an interrupted report keeps what it mapped
+    groups = {}
+    for run in recorded["runs"]:
+        groups.setdefault((run["arm"], run["images"]), []).append(run)
+    factors = list(recorded["runs"][0]["factor_accuracy"])
+    print("| arm | images | seeds | " + " | ".join(HEADLINE.values())
+          + " | " + " | ".join(f"{name} acc." for name in factors[3:]) + " | ms/image (one core) |")
+    print("|---|---:|---:|" + "---|" * (len(HEADLINE) + len(factors) - 3) + "---:|")
+    for (arm, images), runs in groups.items():
+        cells = [spread([r["scores"][key] for r in runs]) for key in HEADLINE]
+        cells += [spread([r["factor_accuracy"][name] for r in runs]) for name in factors[3:]]
+        ms = statistics.mean(r["ms_per_image_one_core"] for r in runs)
+        print(f"| {arm} | {images:,} | {len(runs)} | " + " | ".join(cells) + f" | {ms:.1f} |")
+    png_path = os.path.splitext(args.out)[0] + ".png"
+    plot_ablation(groups, factors, png_path)
+    print(f"wrote {args.out} and {png_path}")
+    return 0
+
+
+def spread(values: list) -> str:
+    """ "mean (min..max)" of the seeds' values."""
+    return f"{statistics.mean(values):.3f} ({min(values):.2f}..{max(values):.2f})"
+
+
+def plot_ablation(groups: dict, factors: list, png_path: str) -> None:
+    """One row per (arm, budget); panels FactorVAE, DCI disentanglement and each factor's accuracy; a dot per seed."""
+    from matplotlib.figure import Figure
+
+    from concept_diffusion.atomic import atomic_path
+
+    panels = [("FactorVAE", lambda r: r["scores"]["factor_vae.eval_accuracy"]),
+              ("DCI disentanglement", lambda r: r["scores"]["dci.disentanglement"])]
+    panels += [(f"{name}: accuracy from the concepts", lambda r, name=name: r["factor_accuracy"][name]) for name in factors]
+    labels = [f"{arm} ({images // 1000}k, {statistics.mean(r['ms_per_image_one_core'] for r in runs):.0f} ms/img)"
+              for (arm, images), runs in groups.items()]
+    cols = 4
+    rows = -(-len(panels) // cols)
+    figure = Figure(figsize=(16, rows * (1.0 + 0.42 * len(groups))))
+    axes = list(figure.subplots(rows, cols, sharey=True, squeeze=False).flat)
+    for axis, (title, value) in zip(axes, panels):
+        for row, runs in enumerate(groups.values()):
+            values = [value(r) for r in runs]
+            axis.plot(values, [row] * len(values), "o", color="tab:blue", alpha=0.7)
+            axis.plot([statistics.mean(values)], [row], "|", color="black", markersize=14)
+        axis.set_title(title, fontsize=10)
+        axis.set_xlim(0, 1.02)
+        axis.grid(axis="x", alpha=0.3)
+        axis.set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()  # shared by all panels
+    for axis in axes[len(panels):]:
+        axis.axis("off")
+    figure.suptitle("CPU ablation of the `cpu` preset: a dot per seed, a bar at the mean (exact metrics at full sizes)", fontsize=11)
+    figure.tight_layout()
+    with atomic_path(png_path, ".png") as temporary:
+        figure.savefig(temporary, dpi=110)
+
+
+def merged_results(path: str, results: list) -> dict:
+    """Earlier runs in `path` (other arms, seeds or budgets) kept, this batch's runs added or replaced."""
+    runs = []
+    if os.path.isfile(path):
+        with open(path) as file:
+            runs = json.load(file)["runs"]
+    fresh = {(r["arm"], r["seed"], r["images"]) for r in results}
+    runs = [r for r in runs if (r["arm"], r["seed"], r["images"]) not in fresh] + results
+    return {"arms": {arm: {"flags": flags, "configs": configs} for arm, (flags, configs) in ARMS.items()}, "batch_size": BATCH,
+            "runs": runs}
+
+
 SCORE = """
 import json, sys
 from concept_diffusion import ConceptDiffusionPipeline, evaluate, load_ground_truth
@@ -86,38 +258,48 @@ def main(argv=None) -> int:
     from concept_diffusion.atomic import write_json
 
     args = parse_args(argv)
+    if args.report:
+        return report(args)
     steps = args.images // BATCH
     os.makedirs(args.work_dir, exist_ok=True)
     runs = [(arm, seed, os.path.join(args.work_dir, f"{arm}-seed{seed}")) for arm in args.arms for seed in args.seeds]
-    train = [(f"{arm} seed {seed}", ["concept-diffusion", "train", "--preset", "cpu", "--data", "shapes3d-procedural",
+    for _, _, folder in runs:
+        if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, "run.json")):
+            shutil.rmtree(folder)  # an unfinished run starts again from scratch
+    if args.vae is None and any("model_index" in ARMS[arm][1] for arm in args.arms):
+        args.vae = train_small_first_stage(args.work_dir, args.first_stage_minutes)
+    presets = {arm: arm_preset(arm, args.work_dir, args.vae) for arm in args.arms}
+    flags = {arm: [flag.replace("{vae}", str(args.vae and os.path.abspath(args.vae))) for flag in ARMS[arm][0]] for arm in args.arms}
+    train = [(f"{arm} seed {seed}", ["concept-diffusion", "train", "--preset", presets[arm], "--data", "shapes3d-procedural",
                                      "--max-steps", str(steps), "--seed", str(seed), "--eval-every", "0", "--eval-final", "false",
-                                     "--checkpoint-every", "0", "--report-to", "none", "--output-dir", folder, *ARMS[arm]],
-              folder + ".train.log") for arm, seed, folder in runs]
+                                     "--checkpoint-every", "0", "--report-to", "none", "--output-dir", folder, *flags[arm]],
+              folder + ".train.log", os.path.join(folder, "run.json")) for arm, seed, folder in runs]
     started = time.monotonic()
     run_all(train, args.parallel)
     train_seconds = time.monotonic() - started
     score = [(f"score {arm} seed {seed}", [sys.executable, "-c", SCORE, os.path.join(folder, "pipeline"), folder + ".scores.json"],
-              folder + ".score.log") for arm, seed, folder in runs]
+              folder + ".score.log", folder + ".scores.json") for arm, seed, folder in runs]
     run_all(score, args.parallel)
     results = []
     for arm, seed, folder in runs:
         with open(os.path.join(folder, "run.json")) as file:
             seconds = json.load(file)["seconds"]
         with open(folder + ".scores.json") as file:
-            results.append({"arm": arm, "seed": seed, "images": steps * BATCH, "seconds": seconds,
+            results.append({"arm": arm, "seed": seed, "images": steps * BATCH, "seconds": seconds, "folder": os.path.abspath(folder),
                             "ms_per_image_one_core": round(1000 * seconds / (steps * BATCH), 2), "scores": json.load(file)})
     print(f"\n{args.images:,} images per run, exact metrics (mean over seeds, min..max)")
-    print(f"{'arm':<20}" + "".join(f"{key.split('.')[0]:>22}" for key in HEADLINE) + f"{'ms/image':>10}")
+    print(f"{'arm':<22}" + "".join(f"{name:>22}" for name in HEADLINE.values()) + f"{'ms/image':>10}")
     for arm in args.arms:
         mine = [r for r in results if r["arm"] == arm]
         cells = []
         for key in HEADLINE:
             values = [r["scores"][key] for r in mine]
             cells.append(f"{statistics.mean(values):.3f} ({min(values):.2f}..{max(values):.2f})")
-        print(f"{arm:<20}" + "".join(f"{cell:>22}" for cell in cells) + f"{statistics.mean(r['ms_per_image_one_core'] for r in mine):>10.1f}")
-    summary = {"command": " ".join(sys.argv), "arms": {arm: ARMS[arm] for arm in args.arms}, "images": steps * BATCH,
-               "train_wall_seconds": round(train_seconds, 1), "runs": results}
-    write_json(args.out, summary)
+        print(f"{arm:<22}" + "".join(f"{cell:>22}" for cell in cells) + f"{statistics.mean(r['ms_per_image_one_core'] for r in mine):>10.1f}")
+    command = " ".join(["python", "benchmarks/cpu_ablation.py", *sys.argv[1:]])
+    for result in results:
+        result.update(command=command, train_wall_seconds_of_batch=round(train_seconds, 1))
+    write_json(args.out, merged_results(args.out, results))
     print(f"wrote {args.out}")
     return 0
 

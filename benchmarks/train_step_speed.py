@@ -8,8 +8,10 @@ on a preset with untrained weights (speed does not depend on what the weights ar
 2. The loop as the trainer runs it, with no synchronisation inside, in variants side by side:
    `before` (the trainer until 2026-11-27: per-parameter AdamW and EMA, noise and timesteps drawn
    on the CPU and copied over, a host sync per step for the NaN check and the progress bar),
-   `after` (fused AdamW, foreach EMA, noise drawn on the device, no per-step sync), and on a GPU
-   `after` with TF32 and with bf16 autocast. Both read the same loader (pinned memory on a GPU).
+   `after` (fused AdamW, foreach EMA, noise drawn on the device, no per-step sync), and `after` with
+   bf16 autocast, with `channels_last` memory format and with `torch.compile` of encoder and UNet (on a
+   GPU also with TF32). All read the same loader (pinned memory on a GPU). The compiled variant's
+   compile time (its first steps) is reported apart, with the images after which it has paid for itself.
 
     python benchmarks/train_step_speed.py --preset cpu --steps 10 --rounds 7
     python benchmarks/train_step_speed.py --preset shapes3d --device cuda --num-workers 8 --steps 100
@@ -31,6 +33,20 @@ from concept_diffusion.training.data import batch_loader, load_training_data, st
 from concept_diffusion.training.trainer import diffusion_loss, images_to_latents
 
 
+# name: (fast, tf32, bf16, channels_last, torch.compile); the TF32 ones run on a GPU only.
+VARIANTS = {
+    "before": (False, False, False, False, False),
+    "after": (True, False, False, False, False),
+    "after + bf16": (True, False, True, False, False),
+    "after + channels_last": (True, False, False, True, False),
+    "after + torch.compile": (True, False, False, False, True),
+    "after + TF32": (True, True, False, False, False),
+    "after + TF32 + bf16": (True, True, True, False, False),
+    "after + TF32 + bf16 + channels_last": (True, True, True, True, False),
+    "after + TF32 + bf16 + torch.compile": (True, True, True, False, True),
+}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
@@ -41,14 +57,21 @@ def parse_args(argv=None):
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers rendering batches")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per phase table and per round of each variant")
     parser.add_argument("--rounds", type=int, default=5, help="rounds in which the variants take turns (median reported)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated loop variants to time (default: all; the TF32 ones only on a GPU): " + ", ".join(VARIANTS))
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "train_step_speed.json"))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.variants = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in args.variants if name not in VARIANTS]
+    if unknown or "after" not in args.variants:
+        parser.error(f"--variants: unknown {unknown}" if unknown else "--variants must include 'after', the reference of the others")
+    return args
 
 
 class Setup:
     """A fresh model, optimizer and EMA for one variant; the data loader is shared."""
 
-    def __init__(self, args, config, device, fast: bool):
+    def __init__(self, args, config, device, fast: bool, channels_last: bool = False, compiled: bool = False):
         from diffusers import DDPMScheduler
         from diffusers.training_utils import EMAModel
 
@@ -60,6 +83,14 @@ class Setup:
         self.optimizer = torch.optim.AdamW(self.params, lr=1e-4, fused=fast, foreach=None if fast else False)
         self.ema = EMAModel(self.unet.parameters(), decay=0.999, use_ema_warmup=True, foreach=fast)
         self.config, self.device, self.fast = config, device, fast
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            for model in (self.encoder, self.unet, self.vae):
+                if model is not None:
+                    model.to(memory_format=torch.channels_last)
+        self.compiled, self.compile_seconds = compiled, None
+        if compiled:
+            self.encoder, self.unet = torch.compile(self.encoder), torch.compile(self.unet)
 
 
 def sync(device):
@@ -101,16 +132,29 @@ def phases(setup: Setup, loader, steps: int) -> dict:
 
 
 def loop(setup: Setup, loader, steps: int, host_sync: bool, tf32: bool, bf16: bool) -> float:
-    """Images per second of the trainer's loop without phase syncs; `host_sync` adds the old per-step `.item()`s."""
+    """Images per second of the trainer's loop without phase syncs; `host_sync` adds the old per-step `.item()`s.
+    The first call of a compiled setup compiles (timed into `setup.compile_seconds`) before the timed steps."""
+    if setup.compiled and setup.compile_seconds is None:
+        started = time.perf_counter()
+        loop_steps(setup, loader, 2, host_sync, bf16)
+        sync(setup.device)
+        setup.compile_seconds = time.perf_counter() - started
     if setup.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    loop_steps(setup, loader, 1, host_sync, bf16)
+    sync(setup.device)
+    started = time.perf_counter()
+    batch_size = loop_steps(setup, loader, steps, host_sync, bf16)
+    sync(setup.device)
+    return steps * batch_size / (time.perf_counter() - started)
+
+
+def loop_steps(setup: Setup, loader, steps: int, host_sync: bool, bf16: bool) -> int:
+    """`steps` training steps as the trainer runs them; returns the batch size."""
     autocast = torch.autocast(setup.device.type, dtype=torch.bfloat16, enabled=bf16)
     batch_size = 0
-    for number in range(steps + 1):
-        if number == 1:
-            sync(setup.device)
-            started = time.perf_counter()
-        images = next(loader)["images"].to(setup.device, non_blocking=True)
+    for number in range(steps):
+        images = next(loader)["images"].to(setup.device, non_blocking=True).contiguous(memory_format=setup.memory_format)
         batch_size = images.shape[0]
         with autocast:
             with torch.no_grad():
@@ -127,8 +171,7 @@ def loop(setup: Setup, loader, steps: int, host_sync: bool, tf32: bool, bf16: bo
         setup.ema.step(setup.unet.parameters())
         if host_sync:
             setup.last_loss = f"{loss.item():.4f}"  # the progress bar's loss
-    sync(setup.device)
-    return steps * batch_size / (time.perf_counter() - started)
+    return batch_size
 
 
 def main(argv=None) -> int:
@@ -145,16 +188,16 @@ def main(argv=None) -> int:
     loader = iter(batch_loader(dataset, config.batch_size, seed=0, num_workers=args.num_workers))
 
     phase_times = phases(Setup(args, config, device, fast=True), loader, args.steps)
-    variants = [("before", False, False, False), ("after", True, False, False)]
-    if device.type == "cuda":
-        variants += [("after + TF32", True, True, False), ("after + TF32 + bf16", True, True, True)]
     # Variants take turns, a round of `steps` each, so that a machine's drift hits them alike; medians of rounds.
-    setups = {name: Setup(args, config, device, fast=fast) for name, fast, _, _ in variants}
-    rounds = {name: [] for name, *_ in variants}
+    variants = {name: VARIANTS[name] for name in args.variants if device.type == "cuda" or not VARIANTS[name][1]}
+    setups = {name: Setup(args, config, device, fast, channels_last, compiled)
+              for name, (fast, _, _, channels_last, compiled) in variants.items()}
+    rounds = {name: [] for name in variants}
     for _ in range(args.rounds):
-        for name, fast, tf32, bf16 in variants:
+        for name, (fast, tf32, bf16, _, _) in variants.items():
             rounds[name].append(loop(setups[name], loader, args.steps, host_sync=not fast, tf32=tf32, bf16=bf16))
     speeds = {name: statistics.median(values) for name, values in rounds.items()}
+    compile_seconds = {name: setup.compile_seconds for name, setup in setups.items() if setup.compile_seconds is not None}
 
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
@@ -167,9 +210,15 @@ def main(argv=None) -> int:
     print("| variant | images/s |\n|---|---:|")
     for name, value in speeds.items():
         print(f"| {name} | {value:.0f} |")
+    for name, seconds in compile_seconds.items():
+        reference = name.replace(" + torch.compile", "")  # the same loop, not compiled
+        saved = 1 / speeds[reference] - 1 / speeds[name] if reference in speeds else 0.0  # seconds per image
+        repaid = f"repaid after {seconds / saved:,.0f} images (against {reference!r})" if saved > 0 else "not repaid"
+        print(f"{name}: {seconds:.1f} s to compile (first 2 steps), {repaid}")
     result = {"preset": args.preset, "device": device_name, "torch": torch.__version__, "batch_size": config.batch_size,
               "num_workers": args.num_workers, "steps": args.steps, "rounds": args.rounds, "phase_seconds": phase_times,
-              "images_per_second": speeds, "images_per_second_rounds": rounds}
+              "images_per_second": speeds, "images_per_second_rounds": rounds,
+              "compile_seconds": compile_seconds}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".tmp", "w") as file:
         json.dump(result, file, indent=2)

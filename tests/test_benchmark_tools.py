@@ -43,8 +43,65 @@ def test_train_step_speed_runs_on_the_tiny_preset(tmp_path):
     from train_step_speed import main
 
     out = tmp_path / "speed.json"
-    assert main(["--preset", "tiny", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--out", str(out)]) == 0
+    variants = "before,after,after + bf16,after + channels_last,after + TF32"
+    assert main(["--preset", "tiny", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--variants", variants, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["phase_seconds"]) == {"data", "first_stage", "forward", "backward", "optimizer", "ema"}
-    assert set(result["images_per_second"]) == {"before", "after"}
+    # TF32 is a GPU-only variant: skipped on the CPU, not timed as if it were one
+    assert set(result["images_per_second"]) == {"before", "after", "after + bf16", "after + channels_last"}
     assert all(value > 0 for value in result["images_per_second"].values())
+
+
+def test_cpu_ablation_arms_change_only_their_configs(tmp_path):
+    import cpu_ablation
+
+    from concept_diffusion.presets import build_pipeline
+
+    base = build_pipeline("cpu")
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    (vae / "config.json").write_text(json.dumps(dict(build_pipeline("shapes3d").vae.config)))
+    for arm, (_, edits) in cpu_ablation.ARMS.items():
+        pipe = build_pipeline(cpu_ablation.arm_preset(arm, str(tmp_path / "work"), str(vae)))
+        for component in ("concept_encoder", "unet"):
+            changed = {key for key, value in getattr(pipe, component).config.items() if value != getattr(base, component).config[key]}
+            assert changed == set(edits.get(component, {})), (arm, component, changed)
+        assert (pipe.vae is not None) == ("model_index" in edits), arm
+    latent = build_pipeline(cpu_ablation.arm_preset("latent_64x64", str(tmp_path / "work"), str(vae)))
+    assert latent.vae.config.sample_size == latent.concept_encoder.config.sample_size == 64
+    assert latent.unet.config.sample_size * 4 == 64  # the 16x16 latents of the 4x first stage
+
+
+def test_cpu_ablation_report_tables_and_draws_recorded_runs(tmp_path, capsys):
+    import cpu_ablation
+
+    factors = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
+    runs = [{"arm": arm, "seed": seed, "images": 20000, "ms_per_image_one_core": 15.0,
+             "scores": {key: 0.1 * (seed + 1) + (0.5 if arm == "wide" else 0.0) for key in cpu_ablation.HEADLINE},
+             "factor_accuracy": dict(zip(factors, [1.0, 1.0, 0.9, 0.2, 0.5, 0.1]))}
+            for arm in ("base", "wide") for seed in (0, 1)]
+    out = tmp_path / "ablation.json"
+    out.write_text(json.dumps({"runs": runs}))
+    assert cpu_ablation.main(["--report", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| wide | 20,000 | 2 | 0.650 (0.60..0.70)" in table  # mean (min..max) over the seeds
+    assert "| base | 20,000 | 2 | 0.150 (0.10..0.20)" in table
+    assert (tmp_path / "ablation.png").stat().st_size > 10_000
+
+
+def test_first_stage_quality_reports_held_out_psnr_and_a_picture(tmp_path):
+    import first_stage_quality
+
+    from concept_diffusion.presets import build_pipeline
+
+    images = np.full((2, 4, 4, 3), 0.5)
+    assert np.allclose(first_stage_quality.psnr_per_image(images + 0.1, images), 20.0)  # MSE 0.01 at peak 1
+    run = tmp_path / "stage1"
+    build_pipeline("tiny").vae.save_pretrained(run / "vae")
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": step, "images_seen": 8 * step, "loss": 1.0 / step, "psnr": 10.0 + step})
+                                           + "\n" for step in range(1, 21)))
+    assert first_stage_quality.main([str(run / "vae"), "--images", "16"]) == 0
+    result = json.loads((run / "first_stage_quality.json").read_text())
+    assert result["images"] == 16 and 0 < result["psnr_p5_db"] <= result["psnr_mean_db"] < 60  # an untrained vae is far from exact
+    assert result["training_steps"] == 20 and result["training_batch_psnr_last_db"] == 25.5  # mean of the last ten batches
+    assert (run / "first_stage_quality.png").stat().st_size > 5_000 and (run / "first_stage_curves.png").is_file()

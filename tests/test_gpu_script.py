@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_benchmark_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path):
-    env = {**os.environ, "DEVICE": "cpu", "PRESET": "tiny", "TRAIN_MINUTES": "0.05", "VAE_STEPS": "2", "STEP_SPEED_STEPS": "2",
+    env = {**os.environ, "DEVICE": "cpu", "PRESET": "tiny", "TRAIN_MINUTES": "0.05", "VAE_STEPS": "2", "STEP_SPEED_STEPS": "2", "STEP_SPEED_VARIANTS": "before,after",
            "BATCH_SIZE": "8", "MIXED_PRECISION": "no", "WORKERS": "0", "RESULTS_DIR": str(tmp_path / "results"),
            "WORK_DIR": str(tmp_path / "work"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_benchmarks.sh")], env=env, capture_output=True, text=True, timeout=600)
@@ -19,3 +19,5 @@ def test_gpu_benchmark_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path):
     efficiency = json.loads((tmp_path / "results" / "train_efficiency_cpu-tiny.json").read_text())
     assert speed and efficiency["first_stage"] is not None  # stage 1 ran before EncDiff
     assert {run["model"] for run in efficiency["runs"]} == {"encdiff", "beta_vae", "beta_tcvae"}
+    first_stage = json.loads((tmp_path / "results" / "first_stage_quality_cpu-tiny.json").read_text())
+    assert first_stage["psnr_mean_db"] > 0 and (tmp_path / "results" / "first_stage_quality_cpu-tiny.png").is_file()
