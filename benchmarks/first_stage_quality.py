@@ -5,7 +5,7 @@ images of the ground-truth data (drawn with `--seed`, not the training stream's)
 (mean over images, and its 5th percentile: the worst reconstructions), writes JSON, and saves a PNG of
 originals above their reconstructions, each tile enlarged to be read, labelled with its PSNR. With the
 run's `log.jsonl` beside the vae (stage 1's output folder), it also reports the last training batches'
-PSNR and draws the training curves (`first_stage_curves.png`).
+PSNR and draws the training curves (`*_curves.png` beside the JSON).
 
     python benchmarks/first_stage_quality.py outputs/vae/vae --data shapes3d-procedural
 """
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
                           training_batch_psnr_last_db=round(float(np.mean([r["psnr"] for r in trained[-10:]])), 2))
             from concept_diffusion.training.visualize import plot_curves
 
-            plot_curves(log_path, os.path.join(os.path.dirname(os.path.abspath(out)), "first_stage_curves.png"))
+            plot_curves(log_path, os.path.splitext(out)[0] + "_curves.png")
     print(f"{args.vae}: PSNR {result['psnr_mean_db']:.2f} dB (mean over {args.images} held-out images), "
           f"{result['psnr_p5_db']:.2f} dB at the 5th percentile, MSE {result['mse']:.5f}")
     write_json(out, result)

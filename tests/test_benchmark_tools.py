@@ -104,4 +104,4 @@ def test_first_stage_quality_reports_held_out_psnr_and_a_picture(tmp_path):
     result = json.loads((run / "first_stage_quality.json").read_text())
     assert result["images"] == 16 and 0 < result["psnr_p5_db"] <= result["psnr_mean_db"] < 60  # an untrained vae is far from exact
     assert result["training_steps"] == 20 and result["training_batch_psnr_last_db"] == 25.5  # mean of the last ten batches
-    assert (run / "first_stage_quality.png").stat().st_size > 5_000 and (run / "first_stage_curves.png").is_file()
+    assert (run / "first_stage_quality.png").stat().st_size > 5_000 and (run / "first_stage_quality_curves.png").is_file()
