@@ -208,6 +208,20 @@ def test_mixed_precision_comes_from_accelerate_launch_by_default(tmp_path, vae_d
     assert json.loads((tmp_path / "run" / "run.json").read_text())["mixed_precision"] == "bf16"
 
 
+def test_compiled_models_are_saved_as_plain_diffusers_models(fresh_accelerate_state):
+    # `accelerate launch --dynamo_backend inductor` hands the trainer torch.compile'd modules; what it saves
+    # and samples must be the plain models (model_index.json once named "OptimizedModule").
+    from accelerate import Accelerator
+
+    from concept_diffusion.presets import build_pipeline
+    from concept_diffusion.training.trainer import EncDiffParts
+
+    pipe = build_pipeline("cpu")
+    parts = EncDiffParts(Accelerator(cpu=True), torch.compile(pipe.concept_encoder), torch.compile(pipe.unet), *[None] * 7)
+    encoder, unet = parts.unwrapped()
+    assert encoder is pipe.concept_encoder and unet is pipe.unet
+
+
 def test_first_stage_resumes_exactly(tmp_path):
     def run(name, max_steps, **overrides):
         config = build_config(AutoencoderTrainingConfig, dict(preset="tiny", output_dir=str(tmp_path / name), max_steps=max_steps,

@@ -141,8 +141,10 @@ class EncDiffParts:
     """Encoder and UNet parameters, clipped together."""
 
     def unwrapped(self):
-        """(encoder, unet) without accelerate's wrappers."""
-        return self.accelerator.unwrap_model(self.encoder), self.accelerator.unwrap_model(self.unet)
+        """(encoder, unet) without accelerate's wrappers, torch.compile's included (`--dynamo_backend`), so that
+        what is saved and sampled is the plain diffusers model."""
+        unwrap = self.accelerator.unwrap_model
+        return unwrap(self.encoder, keep_torch_compile=False), unwrap(self.unet, keep_torch_compile=False)
 
 
 def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
