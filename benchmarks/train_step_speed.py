@@ -134,13 +134,13 @@ def phases(setup: Setup, loader, steps: int) -> dict:
 def loop(setup: Setup, loader, steps: int, host_sync: bool, tf32: bool, bf16: bool) -> float:
     """Images per second of the trainer's loop without phase syncs; `host_sync` adds the old per-step `.item()`s.
     The first call of a compiled setup compiles (timed into `setup.compile_seconds`) before the timed steps."""
+    if setup.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
     if setup.compiled and setup.compile_seconds is None:
         started = time.perf_counter()
         loop_steps(setup, loader, 2, host_sync, bf16)
         sync(setup.device)
         setup.compile_seconds = time.perf_counter() - started
-    if setup.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
     loop_steps(setup, loader, 1, host_sync, bf16)
     sync(setup.device)
     started = time.perf_counter()
