@@ -16,6 +16,7 @@ each run's concept-factor map in the work folder.
 """
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -51,6 +52,8 @@ ARMS = {
 SMALL_FIRST_STAGE = {"block_out_channels": [16, 32, 64], "layers_per_block": 1, "norm_num_groups": 8, "mid_block_add_attention": False}
 HEADLINE = {"factor_vae.eval_accuracy": "FactorVAE", "dci.disentanglement": "DCI D", "dci.completeness": "DCI C",
             "mig.discrete_mig": "MIG", "beta_vae.eval_accuracy": "BetaVAE"}
+# The factors whose accuracy the table shows: the object's (every arm predicts the hues; the picture shows all six).
+TABLE_FACTORS = ["scale", "shape", "orientation"]
 BATCH = 32
 
 
@@ -77,47 +80,46 @@ def parse_args(argv=None):
     return args
 
 
-def arm_preset(arm: str, work_dir: str, vae: str = None) -> str:
-    """"cpu", or a copy of the `cpu` preset with the arm's config edits (and the trained first stage's config)."""
+def copy_preset(source: str, folder: str, edits: dict, vae_config: str = None) -> str:
+    """A fresh copy of preset `source` at `folder`, with `vae_config` (a config.json path) as its vae's config
+    and each of `edits` ({component or "model_index": {key: value}}) merged into that component's config."""
     from concept_diffusion.atomic import write_json
     from concept_diffusion.presets import preset_folder
 
-    edits = ARMS[arm][1]
-    if not edits:
-        return "cpu"
-    folder = os.path.join(work_dir, "presets", arm)
     shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(preset_folder("cpu"), folder)
-    if "vae" in edits.get("model_index", {}):
-        if vae is None:
-            raise SystemExit(f"--arms {arm}: pass the trained first stage with --vae FOLDER (`concept-diffusion train-vae`)")
-        os.makedirs(os.path.join(folder, "vae"))
-        shutil.copy(os.path.join(vae, "config.json"), os.path.join(folder, "vae", "config.json"))
+    shutil.copytree(preset_folder(source), folder)
+    if vae_config is not None:
+        os.makedirs(os.path.join(folder, "vae"), exist_ok=True)
+        shutil.copy(vae_config, os.path.join(folder, "vae", "config.json"))
     for component, changes in edits.items():
         path = os.path.join(folder, "model_index.json" if component == "model_index" else os.path.join(component, "config.json"))
         with open(path) as file:
             config = json.load(file)
-        config.update(changes)
-        write_json(path, config)
+        write_json(path, {**config, **changes})
     return os.path.abspath(folder)
+
+
+def arm_preset(arm: str, work_dir: str, vae: str = None) -> str:
+    """"cpu", or a copy of the `cpu` preset with the arm's config edits (and the trained first stage's config)."""
+    edits = ARMS[arm][1]
+    if not edits:
+        return "cpu"
+    vae_config = None
+    if "vae" in edits.get("model_index", {}):
+        if vae is None:
+            raise SystemExit(f"--arms {arm}: pass the trained first stage with --vae FOLDER (`concept-diffusion train-vae`)")
+        vae_config = os.path.join(vae, "config.json")
+    return copy_preset("cpu", os.path.join(work_dir, "presets", arm), edits, vae_config)
 
 
 def train_small_first_stage(work_dir: str, minutes: float) -> str:
     """Train SMALL_FIRST_STAGE with `concept-diffusion train-vae` (all cores) once; returns its vae folder."""
-    from concept_diffusion.atomic import write_json
-    from concept_diffusion.presets import preset_folder
-
     output_dir = os.path.join(work_dir, "first_stage")
     vae = os.path.join(output_dir, "vae")
     if os.path.isfile(os.path.join(vae, "config.json")):
         return vae
-    preset = os.path.join(work_dir, "presets", "first_stage")
-    shutil.rmtree(preset, ignore_errors=True)
+    preset = copy_preset("shapes3d", os.path.join(work_dir, "presets", "first_stage"), {"vae": SMALL_FIRST_STAGE})
     shutil.rmtree(output_dir, ignore_errors=True)
-    shutil.copytree(preset_folder("shapes3d"), preset)
-    with open(os.path.join(preset, "vae", "config.json")) as file:
-        config = json.load(file)
-    write_json(os.path.join(preset, "vae", "config.json"), {**config, **SMALL_FIRST_STAGE})
     print(f"training the small first stage for {minutes} minutes", flush=True)
     subprocess.run(["concept-diffusion", "train-vae", "--preset", preset, "--output-dir", output_dir, "--max-minutes", str(minutes),
                     "--max-steps", "1000000", "--batch-size", str(BATCH), "--checkpoint-every", "0", "--report-to", "none"],
@@ -150,21 +152,30 @@ def run_all(jobs: list, parallel: int) -> None:
                 print(f"done {name}", flush=True)
 
 
-def map_run(run: dict, work_dir: str) -> None:
-    """Add the run's per-factor accuracy and concept-factor map (PNG in the run folder), if not there yet."""
+@functools.lru_cache(maxsize=None)
+def ground_truth(image_size: int):
+    """shapes3d-procedural at `image_size`, built once per size for all the runs a report maps."""
+    from concept_diffusion import load_ground_truth
+
+    return load_ground_truth("shapes3d-procedural", image_size=image_size)
+
+
+def map_run(run: dict, work_dir: str) -> bool:
+    """Add the run's per-factor accuracy and concept-factor map (PNG in the run folder); False if it had them."""
     if "factor_accuracy" in run:
-        return
-    from concept_diffusion import ConceptDiffusionPipeline, load_ground_truth
+        return False
+    from concept_diffusion import ConceptDiffusionPipeline
     from concept_diffusion.evaluation.concept_factors import map_concepts, plot_concept_factor_map
 
     folder = run.get("folder") or os.path.join(work_dir, f"{run['arm']}-seed{run['seed']}")
     pipe = ConceptDiffusionPipeline.from_pretrained(os.path.join(folder, "pipeline"))
-    data = load_ground_truth("shapes3d-procedural", image_size=pipe.concept_encoder.config.sample_size)
+    data = ground_truth(pipe.concept_encoder.config.sample_size)
     concept_map = map_concepts(pipe, data, num_points=2000, seed=0)
     run["factor_accuracy"] = dict(zip(concept_map["factors"], concept_map["accuracy"].round(3).tolist()))
     run["concept_labels"] = concept_map["labels"]
     plot_concept_factor_map(concept_map["normalised_mutual_information"], concept_map["accuracy"], concept_map["factors"],
                             os.path.join(folder, "concept_factor_map.png"))
+    return True
 
 
 def report(args) -> int:
@@ -174,22 +185,21 @@ def report(args) -> int:
     with open(args.out) as file:
         recorded = json.load(file)
     for run in recorded["runs"]:
-        map_run(run, args.work_dir)
-        write_json(args.out, recorded)  # after each run, so an interrupted report keeps what it mapped
+        if map_run(run, args.work_dir):
+            write_json(args.out, recorded)  # after each run, so an interrupted report keeps what it mapped
     groups = {}
     for run in recorded["runs"]:
         groups.setdefault((run["arm"], run["images"]), []).append(run)
-    factors = list(recorded["runs"][0]["factor_accuracy"])
     print("| arm | images | seeds | " + " | ".join(HEADLINE.values())
-          + " | " + " | ".join(f"{name} acc." for name in factors[3:]) + " | ms/image (one core) |")
-    print("|---|---:|---:|" + "---|" * (len(HEADLINE) + len(factors) - 3) + "---:|")
+          + " | " + " | ".join(f"{name} acc." for name in TABLE_FACTORS) + " | ms/image (one core) |")
+    print("|---|---:|---:|" + "---|" * (len(HEADLINE) + len(TABLE_FACTORS)) + "---:|")
     for (arm, images), runs in groups.items():
         cells = [spread([r["scores"][key] for r in runs]) for key in HEADLINE]
-        cells += [spread([r["factor_accuracy"][name] for r in runs]) for name in factors[3:]]
+        cells += [spread([r["factor_accuracy"][name] for r in runs]) for name in TABLE_FACTORS]
         ms = statistics.mean(r["ms_per_image_one_core"] for r in runs)
         print(f"| {arm} | {images:,} | {len(runs)} | " + " | ".join(cells) + f" | {ms:.1f} |")
     png_path = os.path.splitext(args.out)[0] + ".png"
-    plot_ablation(groups, factors, png_path)
+    plot_ablation(groups, list(recorded["runs"][0]["factor_accuracy"]), png_path)
     print(f"wrote {args.out} and {png_path}")
     return 0
 

@@ -34,23 +34,13 @@ def parse_args(argv=None):
 
 
 @torch.no_grad()
-def reconstruct(vae, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Reconstructions of float (n, H, W, C) images in [0, 1], in the same layout."""
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2) * 2 - 1
-        if hasattr(vae, "quantize"):  # VQModel: encode, quantise, decode
-            decoded = vae.decode(vae.encode(batch).latents).sample
-        else:  # AutoencoderKL: the posterior mean
-            decoded = vae.decode(vae.encode(batch).latent_dist.mode()).sample
-        outputs.append(((decoded.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy())
-    return np.concatenate(outputs)
+def reconstruct(vae, images: np.ndarray, batch_size: int = 128) -> torch.Tensor:
+    """Reconstructions (n, C, H, W) in [-1, 1] of float (n, H, W, C) images in [0, 1]: the trainer's latents
+    (pre-quantisation, or the posterior mean), decoded (a VQModel quantises them first)."""
+    from concept_diffusion.training.trainer import images_to_latents
 
-
-def psnr_per_image(reconstructions: np.ndarray, images: np.ndarray) -> np.ndarray:
-    """PSNR in dB of each image in [0, 1] (peak 1), as `training.discriminator.psnr` on [-1, 1]."""
-    mse = ((reconstructions.astype(np.float64) - images) ** 2).reshape(len(images), -1).mean(1)
-    return 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
+    batches = torch.from_numpy(images).permute(0, 3, 1, 2).mul(2).sub(1).split(batch_size)
+    return torch.cat([vae.decode(images_to_latents(vae, batch)).sample.clamp(-1, 1) for batch in batches])
 
 
 def picture(images: np.ndarray, reconstructions: np.ndarray, values: np.ndarray, png_path: str, count: int = 8) -> None:
@@ -69,24 +59,20 @@ def picture(images: np.ndarray, reconstructions: np.ndarray, values: np.ndarray,
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import diffusers
-
     from concept_diffusion.atomic import write_json
     from concept_diffusion.data import load_ground_truth
+    from concept_diffusion.training.discriminator import psnr
+    from concept_diffusion.training.trainer import read_first_stage
 
-    config_path = os.path.join(args.vae, "config.json")
-    if not os.path.isfile(config_path):
-        raise SystemExit(f"vae {args.vae!r}: no config.json; pass the vae folder that train-vae wrote (OUTPUT_DIR/vae)")
-    with open(config_path) as file:
-        config = json.load(file)
-    vae = getattr(diffusers, config["_class_name"]).from_pretrained(args.vae, use_safetensors=True).eval()
-    data = load_ground_truth(args.data, image_size=config["sample_size"])
+    vae = read_first_stage(args.vae)
+    data = load_ground_truth(args.data, image_size=vae.config.sample_size)
     _, images = data.sample(args.images, np.random.RandomState(args.seed))
     reconstructions = reconstruct(vae, images)
-    values = psnr_per_image(reconstructions, images)
+    targets = torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1
+    values = psnr(reconstructions, targets, reduce=False).numpy()  # the training log's PSNR, per image
     result = {"vae": args.vae, "data": args.data, "images": args.images, "seed": args.seed,
               "psnr_mean_db": round(float(values.mean()), 2), "psnr_p5_db": round(float(np.percentile(values, 5)), 2),
-              "mse": float(((reconstructions - images) ** 2).mean())}
+              "mse": float(((reconstructions - targets) / 2).pow(2).mean())}  # in [0, 1] units
     out = args.out or os.path.join(os.path.dirname(os.path.normpath(args.vae)), "first_stage_quality.json")
     log_path = os.path.join(os.path.dirname(os.path.normpath(args.vae)), "log.jsonl")
     if os.path.isfile(log_path):
@@ -102,7 +88,7 @@ def main(argv=None) -> int:
     print(f"{args.vae}: PSNR {result['psnr_mean_db']:.2f} dB (mean over {args.images} held-out images), "
           f"{result['psnr_p5_db']:.2f} dB at the 5th percentile, MSE {result['mse']:.5f}")
     write_json(out, result)
-    picture(images, reconstructions, values, os.path.splitext(out)[0] + ".png")
+    picture(images, (reconstructions.permute(0, 2, 3, 1).numpy() + 1) / 2, values, os.path.splitext(out)[0] + ".png")
     print(f"wrote {out} and {os.path.splitext(out)[0]}.png")
     return 0
 

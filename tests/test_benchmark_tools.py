@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from concept_diffusion.evaluation.concept_factors import concept_factor_map, concept_labels
 
@@ -94,8 +95,11 @@ def test_first_stage_quality_reports_held_out_psnr_and_a_picture(tmp_path):
 
     from concept_diffusion.presets import build_pipeline
 
-    images = np.full((2, 4, 4, 3), 0.5)
-    assert np.allclose(first_stage_quality.psnr_per_image(images + 0.1, images), 20.0)  # MSE 0.01 at peak 1
+    from concept_diffusion.training.discriminator import psnr
+
+    images = torch.zeros(2, 3, 4, 4)
+    assert torch.allclose(psnr(images + 0.2, images, reduce=False), torch.full((2,), 20.0))  # MSE 0.04 at peak-to-peak 2
+    assert first_stage_quality.reconstruct(build_pipeline("tiny").vae, np.full((3, 32, 32, 3), 0.5, np.float32)).shape == (3, 3, 32, 32)
     run = tmp_path / "stage1"
     build_pipeline("tiny").vae.save_pretrained(run / "vae")
     (run / "log.jsonl").write_text("".join(json.dumps({"step": step, "images_seen": 8 * step, "loss": 1.0 / step, "psnr": 10.0 + step})

@@ -30,6 +30,7 @@ from concept_diffusion.training.runtime import (
     continue_run,
     images_to_device,
     open_log,
+    plain_model,
     resume_point,
     run_loop,
     start_run,
@@ -108,7 +109,7 @@ def training_step(accelerator, model, optimizer, lr_scheduler, adversary: Option
         outputs = {"reconstruction_loss": reconstruction_loss.detach(), "psnr": psnr(reconstruction.detach(), images)}
         if adversarial:
             generator_loss = -adversary.discriminator(reconstruction).mean()
-            last_layer = accelerator.unwrap_model(model, keep_torch_compile=False).vae.decoder.conv_out.weight
+            last_layer = plain_model(accelerator, model).vae.decoder.conv_out.weight
             weight = adaptive_adversarial_weight(reconstruction_loss, generator_loss, last_layer, config.discriminator_weight)
             loss = loss + weight * generator_loss
             outputs.update(generator_loss=generator_loss.detach(), adversarial_weight=weight)
@@ -160,7 +161,7 @@ def train_autoencoder(config: AutoencoderTrainingConfig) -> str:
     vae_dir = os.path.join(config.output_dir, "vae")
     if accelerator.is_main_process:
         with atomic_directory(vae_dir) as staging:
-            accelerator.unwrap_model(model, keep_torch_compile=False).vae.eval().save_pretrained(staging, safe_serialization=True)
+            plain_model(accelerator, model).vae.eval().save_pretrained(staging, safe_serialization=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return vae_dir

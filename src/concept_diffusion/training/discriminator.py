@@ -61,7 +61,9 @@ def adaptive_adversarial_weight(reconstruction_loss: torch.Tensor, generator_los
     return (weight.clamp(0.0, 1e4) * scale).detach()
 
 
-def psnr(reconstructions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB of images in [-1, 1] (peak-to-peak range 2), averaged over the batch."""
+def psnr(reconstructions: torch.Tensor, images: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of images in [-1, 1] (peak-to-peak range 2), averaged over the batch,
+    or one value per image with `reduce=False`."""
     mse = (reconstructions.float().clamp(-1, 1) - images.float()).pow(2).flatten(1).mean(1)
-    return (10 * torch.log10(4.0 / mse.clamp_min(1e-12))).mean()
+    values = 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
+    return values.mean() if reduce else values

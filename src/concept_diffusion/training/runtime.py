@@ -101,6 +101,12 @@ def open_log(accelerator, config):
     return open(os.path.join(config.output_dir, "log.jsonl"), "a") if accelerator.is_main_process else open(os.devnull, "w")
 
 
+def plain_model(accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """`model` without accelerate's wrappers (DDP) or torch.compile's (`accelerate launch --dynamo_backend`):
+    the module to save, sample with, or take a layer's weight from."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
 def images_to_device(batch: dict, device, source: str) -> torch.Tensor:
     """The batch's images on `device`, checked on the host first (where the check costs no device sync):
     the encoder does not look for NaN or infinite pixels itself."""

@@ -27,6 +27,7 @@ from concept_diffusion.training.runtime import (
     global_batch,
     images_to_device,
     open_log,
+    plain_model,
     resume_point,
     run_loop,
     start_run,
@@ -59,6 +60,11 @@ def load_first_stage(path: Optional[str], preset_vae, preset: str):
             f"the preset {preset!r} diffuses in the latent space of a first stage: train it first "
             f"(`concept-diffusion train-vae --preset {preset}`) and pass its folder as vae=..."
         )
+    return read_first_stage(path)
+
+
+def read_first_stage(path: str):
+    """The trained first stage in folder `path` (train-vae's OUTPUT_DIR/vae), in eval mode and frozen."""
     import diffusers
 
     config_path = os.path.join(path, "config.json")
@@ -141,10 +147,8 @@ class EncDiffParts:
     """Encoder and UNet parameters, clipped together."""
 
     def unwrapped(self):
-        """(encoder, unet) without accelerate's wrappers, torch.compile's included (`--dynamo_backend`), so that
-        what is saved and sampled is the plain diffusers model."""
-        unwrap = self.accelerator.unwrap_model
-        return unwrap(self.encoder, keep_torch_compile=False), unwrap(self.unet, keep_torch_compile=False)
+        """(encoder, unet) as plain diffusers models (`plain_model`)."""
+        return plain_model(self.accelerator, self.encoder), plain_model(self.accelerator, self.unet)
 
 
 def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
