@@ -43,12 +43,24 @@ ARMS = {
                                              "only_cross_attention": [True, False, False]}}),
     "unet_wide": ([], {"unet": {"block_out_channels": [32, 64, 128]}}),
     "bf16_autocast": (["--mixed-precision", "bf16"], {}),
+    # Skip Dropout (Jun et al., WACV 2025) with their p: the decoder must take detail from the tokens, not the skips.
+    "skip_dropout": (["--skip-dropout", "0.2"], {}),
+    # The paper's control: the tokens enter through the time embedding's scale-shift (AdaGN), not cross-attention.
+    "adagn": (["--conditioning", "adagn"], {}),
+    # The encoder learns 3x faster than the UNet.
+    "encoder_lr_x3": (["--encoder-lr-multiplier", "3"], {}),
+    # 64x64 pixels: the preset with a 64x64 level in front, so that the 32, 16 and 8 levels keep their channels.
+    "pixels_64x64": ([], {"concept_encoder": {"sample_size": 64},
+                          "unet": {"sample_size": 64, "block_out_channels": [16, 16, 32, 64],
+                                   "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                                   "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"]}}),
     # 64x64 images diffused as the 16x16 latents of a trained first stage (`--vae`), instead of 32x32 pixels.
     "latent_64x64": (["--vae", "{vae}"], {"model_index": {"vae": ["diffusers", "VQModel"]}, "concept_encoder": {"sample_size": 64},
                                          "unet": {"sample_size": 16}}),
 }
 # The latent arm's first stage when no `--vae` is given: the `shapes3d` preset's VQModel (4x down, 3 latent channels,
-# the released losses), made small enough to train on a CPU in minutes; trained for `--first-stage-minutes`.
+# the released losses), made small enough to train on a CPU in minutes, with its codebook started from the encoder's
+# latents (`codebook_init="data"`); trained for `--first-stage-minutes`.
 SMALL_FIRST_STAGE = {"block_out_channels": [16, 32, 64], "layers_per_block": 1, "norm_num_groups": 8, "mid_block_add_attention": False}
 HEADLINE = {"factor_vae.eval_accuracy": "FactorVAE", "dci.disentanglement": "DCI D", "dci.completeness": "DCI C",
             "mig.discrete_mig": "MIG", "beta_vae.eval_accuracy": "BetaVAE"}
@@ -122,7 +134,8 @@ def train_small_first_stage(work_dir: str, minutes: float) -> str:
     shutil.rmtree(output_dir, ignore_errors=True)
     print(f"training the small first stage for {minutes} minutes", flush=True)
     subprocess.run(["concept-diffusion", "train-vae", "--preset", preset, "--output-dir", output_dir, "--max-minutes", str(minutes),
-                    "--max-steps", "1000000", "--batch-size", str(BATCH), "--checkpoint-every", "0", "--report-to", "none"],
+                    "--max-steps", "1000000", "--batch-size", str(BATCH), "--checkpoint-every", "0", "--report-to", "none",
+                    "--codebook-init", "data"],
                    check=True, stdout=open(output_dir + ".log", "w"), stderr=subprocess.STDOUT)
     return vae
 

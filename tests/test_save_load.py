@@ -63,6 +63,25 @@ def test_portable_layout(saved):
         assert (folder / "pipeline.py").read_text() == source.read()
 
 
+def test_loading_logs_no_config_warning(saved):
+    """diffusers writes `auto_map` into the encoder's config.json for remote code; reading it back must not warn."""
+    import logging
+
+    folder, _ = saved
+    assert "auto_map" in json.loads((folder / "concept_encoder" / "config.json").read_text())
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    diffusers_logger = logging.getLogger("diffusers")  # diffusers' own handler does not propagate to pytest's
+    diffusers_logger.addHandler(handler)
+    try:
+        ConceptDiffusionPipeline.from_pretrained(folder)
+        DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+    finally:
+        diffusers_logger.removeHandler(handler)
+    assert [record.getMessage() for record in records] == []
+
+
 def test_package_load_never_runs_folder_code(saved, images, tmp_path):
     folder, expected = saved
     poisoned = tmp_path / "poisoned"

@@ -33,19 +33,24 @@ def preset_folder(name_or_folder: Union[str, os.PathLike]) -> str:
     raise ValueError(f"unknown preset {path!r}: use one of {list_presets()} or a folder with model_index.json")
 
 
-def build_pipeline(name_or_folder: Union[str, os.PathLike] = "tiny", seed: Optional[int] = 0):
+def build_pipeline(name_or_folder: Union[str, os.PathLike] = "tiny", seed: Optional[int] = 0, conditioning: str = "cross_attention"):
     """Build an untrained `ConceptDiffusionPipeline` from a preset name or a diffusers folder of configs.
 
     Weights are initialised under `torch.manual_seed(seed)` (without touching the global RNG), so
     the same seed builds the same pipeline. The models are returned in eval mode.
+    `conditioning="adagn"` builds the paper's control instead: the tokens enter through the UNet's
+    time embedding (`models.conditioning.adagn_unet_config`), not through cross-attention.
 
     Example:
         >>> pipe = build_pipeline("tiny")
         >>> out = pipe(images=np.random.rand(2, 32, 32, 3), num_inference_steps=2, output_type="np")
     """
     from concept_diffusion.hub.loading import component_classes, read_model_index
+    from concept_diffusion.models.conditioning import CONDITIONINGS, adagn_unet_config
     from concept_diffusion.pipelines import ConceptDiffusionPipeline
 
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
     folder = preset_folder(name_or_folder)
     classes = component_classes(read_model_index(folder), folder)
     components = {}
@@ -60,7 +65,11 @@ def build_pipeline(name_or_folder: Union[str, os.PathLike] = "tiny", seed: Optio
             if not os.path.isfile(config_path):
                 raise FileNotFoundError(f"{folder}: component {name!r} has no config at {config_path}")
             with open(config_path) as file:
-                component = component_class.from_config(json.load(file))
+                config = json.load(file)
+            if name == "unet" and conditioning == "adagn":  # built after concept_encoder (sorted order)
+                encoder = components["concept_encoder"].config
+                config = adagn_unet_config(config, encoder.num_concepts, encoder.token_dim)
+            component = component_class.from_config(config)
             if isinstance(component, torch.nn.Module):
                 component.eval()
             components[name] = component

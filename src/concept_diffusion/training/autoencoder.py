@@ -18,7 +18,7 @@ from concept_diffusion.atomic import atomic_directory
 from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.checkpoints import save_checkpoint
 from concept_diffusion.training.config import AutoencoderTrainingConfig
-from concept_diffusion.training.data import check_image_size, load_training_data, step_generator
+from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, step_generator
 from concept_diffusion.training.discriminator import (
     PatchDiscriminator,
     adaptive_adversarial_weight,
@@ -74,6 +74,11 @@ def setup(config: AutoencoderTrainingConfig, accelerator):
     dataset, ground_truth = load_training_data(config.data, vae.config.sample_size)
     check_image_size(dataset if ground_truth is None else ground_truth, vae.config.sample_size, vae.config.in_channels,
                      config.data, config.preset)
+    if config.codebook_init == "data":
+        if not hasattr(vae, "quantize"):
+            raise ValueError(f"codebook_init='data' needs a VQModel first stage; the preset {config.preset!r} has a "
+                             f"{type(vae).__name__}: leave codebook_init at 'uniform'")
+        init_codebook_from_data(vae, dataset, config)
     model = AutoencoderWithLoss(vae.train(), config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=True)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes)
@@ -87,6 +92,30 @@ def setup(config: AutoencoderTrainingConfig, accelerator):
         discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.9))
         adversary = Adversary(*accelerator.prepare(discriminator, discriminator_optimizer))
     return model, optimizer, lr_scheduler, adversary, dataset
+
+
+@torch.no_grad()
+def init_codebook_from_data(vae, dataset, config: AutoencoderTrainingConfig) -> None:
+    """Set each code of the VQ codebook to a latent vector of the untrained encoder, drawn from the first batches.
+
+    diffusers' codebook (like the released one) starts uniform in +-1/num_codes, far from the encoder's
+    latents (of order 1): every latent is quantised to a near-zero code, the decoder sees an almost constant
+    input, and the codebook needs thousands of steps to reach the latents' scale. Codes taken from the
+    latents themselves are in use from the first step. Every process draws the same codes (same batches, seed).
+    """
+    quantizer = vae.quantize
+    loader = batch_loader(dataset, config.batch_size, seed=config.seed + 7919)
+    vectors, count = [], 0
+    for batch in loader:
+        latents = vae.encode(batch["images"].to(vae.device, vae.dtype)).latents  # (B, d, h, w), before quantisation
+        vectors.append(latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1]))
+        count += vectors[-1].shape[0]
+        if count >= quantizer.n_e:
+            break
+    vectors = torch.cat(vectors)
+    generator = torch.Generator().manual_seed(config.seed)
+    chosen = torch.randperm(vectors.shape[0], generator=generator)[: quantizer.n_e]
+    quantizer.embedding.weight.copy_(vectors[chosen.to(vectors.device)])
 
 
 @dataclass

@@ -53,6 +53,11 @@ class AutoencoderTrainingConfig:
     """Scale of the adaptive weight of the patch discriminator's loss (the released disc_weight); 0 turns it off."""
     discriminator_start: int = 0
     """Step from which the adversarial loss counts (the released disc_start is 0)."""
+    codebook_init: str = "uniform"
+    """How a VQModel's codebook starts: "uniform" in +-1/num_codes (diffusers and the released code), or "data":
+    each code is one of the untrained encoder's latent vectors on the first batches, so the decoder sees
+    informative codes from the first step and the first stage trains in minutes instead of thousands of steps
+    (a deviation from the released first stage; the paper presets keep "uniform")."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
     mixed_precision: Optional[str] = None
@@ -120,6 +125,16 @@ class TrainingConfig:
     """Standard deviation of the logit-normal timestep distribution."""
     snr_gamma: Optional[float] = None
     """Min-SNR-gamma loss weighting (Hang et al. 2023); None for uniform weights."""
+    conditioning: str = "cross_attention"
+    """How the concept tokens enter the UNet: "cross_attention" (EncDiff) or "adagn", the paper's control, where the
+    flattened tokens are added to the time embedding that the ResBlocks apply with scale and shift
+    (`models.conditioning`); the saved UNet's config records it."""
+    skip_dropout: float = 0.0
+    """Skip Dropout (Jun et al., WACV 2025): drop each channel of the UNet's skip connections with this probability
+    during training (0 = off; their configs use 0.2), so that the decoder must read the tokens instead of copying
+    detail from its noisy input. No effect at inference."""
+    encoder_lr_multiplier: float = 1.0
+    """The concept encoder's learning rate is learning_rate times this (the UNet's is learning_rate)."""
     released_zero_init: bool = False
     """Zero-initialise the UNet like the released code (each ResBlock's output conv, each transformer's
     proj_out, the final conv) before training; the paper presets turn it on."""
@@ -236,10 +251,19 @@ def check_config(config) -> None:
             raise ValueError(f"timestep_sampling must be 'uniform' or 'logit_normal', got {config.timestep_sampling!r}")
         if config.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {config.loss!r}")
+        if config.conditioning not in ("cross_attention", "adagn"):
+            raise ValueError(f"conditioning must be 'cross_attention' or 'adagn', got {config.conditioning!r}")
+        if not 0 <= config.skip_dropout < 1:
+            raise ValueError(f"skip_dropout must be in [0, 1) (0 turns it off), got {config.skip_dropout}")
+        if not config.encoder_lr_multiplier > 0:
+            raise ValueError(f"encoder_lr_multiplier must be positive, got {config.encoder_lr_multiplier}")
         if not 0 <= config.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
-    elif config.reconstruction_loss not in ("l1", "l2"):
-        raise ValueError(f"reconstruction_loss must be 'l1' or 'l2', got {config.reconstruction_loss!r}")
+    else:
+        if config.reconstruction_loss not in ("l1", "l2"):
+            raise ValueError(f"reconstruction_loss must be 'l1' or 'l2', got {config.reconstruction_loss!r}")
+        if config.codebook_init not in ("uniform", "data"):
+            raise ValueError(f"codebook_init must be 'uniform' or 'data', got {config.codebook_init!r}")
     for name in positive:
         if not getattr(config, name) > 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")

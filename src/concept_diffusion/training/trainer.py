@@ -16,10 +16,12 @@ import torch
 
 from concept_diffusion.atomic import atomic_path, write_json
 from concept_diffusion.models.released_init import zero_init_like_released
+from concept_diffusion.pipelines.pipeline_concept_diffusion import unet_condition
 from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.checkpoints import save_checkpoint
 from concept_diffusion.training.config import TrainingConfig
 from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, scorable_metrics, step_generator
+from concept_diffusion.training.skip_dropout import SkipDropout
 from concept_diffusion.training.runtime import (
     LoopResult,
     Stage,
@@ -101,13 +103,17 @@ def sample_timesteps(batch: int, num_train_timesteps: int, generator: torch.Gene
     return (torch.sigmoid(logits) * num_train_timesteps).long().clamp(0, num_train_timesteps - 1)
 
 
-def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: TrainingConfig):
-    """The plain diffusion loss of EncDiff: predict the noise (or v) added at a random timestep."""
+def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: TrainingConfig, unet_config=None):
+    """The plain diffusion loss of EncDiff: predict the noise (or v) added at a random timestep.
+
+    `unet_config` says how the tokens enter the UNet (`unet_condition`); by default `unet.config`, which a
+    wrapped UNet (DDP, torch.compile) does not have: pass the plain model's."""
+    unet_config = unet.config if unet_config is None else unet_config
     batch = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(latents)
     timesteps = sample_timesteps(batch, noise_scheduler.config.num_train_timesteps, generator, config).to(latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    prediction = unet(noisy, timesteps, encoder_hidden_states=tokens).sample
+    prediction = unet(noisy, timesteps, **unet_condition(unet_config, tokens)).sample
     prediction_type = noise_scheduler.config.prediction_type
     if prediction_type == "v_prediction":
         target = noise_scheduler.get_velocity(latents, noise, timesteps)
@@ -145,6 +151,10 @@ class EncDiffParts:
     ema_encoder: Optional[object]
     params: list
     """Encoder and UNet parameters, clipped together."""
+    skip_dropout: Optional[SkipDropout] = None
+    """The UNet's Skip Dropout hooks, or None when `skip_dropout` is 0."""
+    unet_config: object = None
+    """The plain UNet's config (how the tokens enter it)."""
 
     def unwrapped(self):
         """(encoder, unet) as plain diffusers models (`plain_model`)."""
@@ -157,7 +167,7 @@ def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
-    pipe = build_pipeline(config.preset, seed=config.seed)
+    pipe = build_pipeline(config.preset, seed=config.seed, conditioning=config.conditioning)
     encoder, unet = pipe.concept_encoder, pipe.unet
     if config.released_zero_init:
         zero_init_like_released(unet)
@@ -175,8 +185,10 @@ def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
 
     encoder.train(), unet.train()
     params = list(encoder.parameters()) + list(unet.parameters())
+    groups = [{"params": list(encoder.parameters()), "lr": config.learning_rate * config.encoder_lr_multiplier},
+              {"params": list(unet.parameters())}]
     # fused: one kernel for all parameters (and a few percent faster on CPU too)
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes)
     ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True,
                         model_cls=UNet2DConditionModel, model_config=unet.config)
@@ -187,8 +199,9 @@ def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
         if ema is not None:
             ema.to(accelerator.device)
             accelerator.register_for_checkpointing(ema)
+    skip_dropout = SkipDropout(plain_model(accelerator, unet), config.skip_dropout) if config.skip_dropout else None
     parts = EncDiffParts(accelerator, encoder, unet, vae, DDPMScheduler.from_config(pipe.scheduler.config),
-                         optimizer, lr_scheduler, ema_unet, ema_encoder, params)
+                         optimizer, lr_scheduler, ema_unet, ema_encoder, params, skip_dropout, pipe.unet.config)
     return parts, dataset, ground_truth
 
 
@@ -197,11 +210,13 @@ def training_step(parts: EncDiffParts, config: TrainingConfig, batch: dict, numb
     accelerator, vae = parts.accelerator, parts.vae
     images = images_to_device(batch, accelerator.device, config.data)
     generator = step_generator(config.seed, number, accelerator.process_index, accelerator.device)
+    if parts.skip_dropout is not None:
+        parts.skip_dropout.generator = generator  # the masks follow the step, so a resumed run draws the same ones
     with accelerator.accumulate(parts.encoder, parts.unet):
         with torch.no_grad():
             latents = images if vae is None else images_to_latents(vae, images) * vae.config.scaling_factor
         tokens = parts.encoder(images).tokens
-        loss = diffusion_loss(parts.unet, parts.noise_scheduler, latents, tokens, generator, config)
+        loss = diffusion_loss(parts.unet, parts.noise_scheduler, latents, tokens, generator, config, parts.unet_config)
         accelerator.backward(loss)
         if accelerator.sync_gradients:
             accelerator.clip_grad_norm_(parts.params, config.max_grad_norm)

@@ -1,0 +1,185 @@
+"""Can the object's factors be read at all, and how much does each factor weigh in the diffusion loss?
+
+Two diagnostics on shapes3d-procedural, at each image size in `--sizes`:
+
+1. **Supervised probe.** The concept encoder's trunk (the `cpu` preset's: the released Encoder4 layout,
+   width 64) with one linear classification head per factor instead of the concept layer, trained with
+   cross-entropy on the factor labels for `--images` images (Adam, batch 64), then tested on `--test`
+   held-out images. Its per-factor test accuracy is an upper bound for what unsupervised concepts of the
+   same encoder can carry at that size: a factor the probe cannot read, no recipe will.
+2. **Pixel share.** How much of an image's pixels each factor moves: the mean squared difference between
+   two images that differ in that factor alone, as a fraction of the same between two random images. The
+   diffusion loss (L2 in pixel space) pays each factor roughly in proportion to it.
+
+    python benchmarks/factor_probe.py --sizes 32,64 --images 100000
+    python benchmarks/factor_probe.py --sizes 32 --images 2000 --test 500    # a quick look
+
+Prints a table per diagnostic, writes JSON, and draws the probe's test accuracy against images seen (PNG
+beside the JSON).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+BATCH = 64
+PROBE_WIDTH = 64  # the `cpu` preset's encoder width
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[1:]))
+    parser.add_argument("--sizes", default="32,64", help="comma-separated image sizes (multiples of 16)")
+    parser.add_argument("--images", type=int, default=100_000, help="training images of the probe at each size")
+    parser.add_argument("--test", type=int, default=5_000, help="held-out test images")
+    parser.add_argument("--evaluations", type=int, default=5, help="test evaluations along training (the curve)")
+    parser.add_argument("--pairs", type=int, default=4_000, help="image pairs per factor for the pixel share")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "factor_probe.json"))
+    args = parser.parse_args(argv)
+    args.sizes = [int(size) for size in args.sizes.split(",")]
+    bad = [size for size in args.sizes if size < 16 or size % 16]
+    if bad:
+        parser.error(f"--sizes: {bad} are not multiples of 16 of at least 16 (the trunk halves the size four times)")
+    if args.images < BATCH or args.test < 1:
+        parser.error(f"--images must be at least one batch ({BATCH}) and --test at least 1")
+    return args
+
+
+class FactorProbe(nn.Module):
+    """The concept encoder's trunk with one linear head per factor (logits for each of its values)."""
+
+    def __init__(self, image_size: int, factor_sizes: list, width: int = PROBE_WIDTH):
+        super().__init__()
+        from concept_diffusion.models.concept_encoder import released_backbone
+
+        self.trunk = released_backbone(3, width)
+        self.heads = nn.Linear(width * (image_size // 16) ** 2, sum(factor_sizes))
+        self.factor_sizes = list(factor_sizes)
+
+    def forward(self, images: torch.Tensor) -> list:
+        return list(torch.split(self.heads(self.trunk(images)), self.factor_sizes, dim=1))
+
+
+def as_model_input(images: np.ndarray) -> torch.Tensor:
+    """numpy (B, H, W, C) in [0, 1] -> (B, C, H, W) in [-1, 1], as the trainer feeds the encoder."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous() * 2 - 1
+
+
+@torch.no_grad()
+def test_accuracy(probe: FactorProbe, images: torch.Tensor, factors: np.ndarray) -> np.ndarray:
+    probe.eval()
+    logits = [torch.cat(parts) for parts in zip(*(probe(images[i : i + 500]) for i in range(0, len(images), 500)))]
+    probe.train()
+    return np.array([(head.argmax(dim=1).numpy() == factors[:, k]).mean() for k, head in enumerate(logits)])
+
+
+def train_probe(data, args, keep_model: bool = False) -> dict:
+    """Train the probe on `args.images` images of `data`; test accuracy per factor at `args.evaluations` points
+    (and, with `keep_model`, the trained probe under "model")."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(args.seed)
+    probe = FactorProbe(data.image_size, data.factor_sizes)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=args.learning_rate)
+    test_factors, test_images = data.sample(args.test, np.random.RandomState(args.seed + 1))
+    test_images = as_model_input(test_images)
+    train_rng = np.random.RandomState(args.seed + 2)
+    steps = args.images // BATCH
+    checkpoints = set(np.linspace(steps / args.evaluations, steps, args.evaluations).round().astype(int))
+    curve, started = [], time.monotonic()
+    for step in tqdm(range(1, steps + 1), desc=f"probe at {data.image_size}x{data.image_size}", unit="step"):
+        factors, images = data.sample(BATCH, train_rng)
+        targets = torch.from_numpy(factors)
+        loss = sum(F.cross_entropy(logits, targets[:, k]) for k, logits in enumerate(probe(as_model_input(images))))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step in checkpoints:
+            curve.append({"images": step * BATCH, "accuracy": test_accuracy(probe, test_images, test_factors).round(4).tolist()})
+    result = {"size": data.image_size, "images": steps * BATCH, "seconds": round(time.monotonic() - started, 1), "curve": curve,
+              "accuracy": dict(zip(data.factor_names, curve[-1]["accuracy"]))}
+    return {**result, "model": probe} if keep_model else result
+
+
+def pixel_share(data, pairs: int, seed: int) -> dict:
+    """Per factor: mean squared pixel difference of image pairs differing in that factor alone, over random pairs'."""
+    rng = np.random.RandomState(seed)
+    first = data.sample_factors(pairs, rng)
+    total = np.mean((data.sample_observations_from_factors(first, rng) - data.sample_observations_from_factors(data.sample_factors(pairs, rng), rng)) ** 2)
+    images = data.sample_observations_from_factors(first, rng)
+    shares = {}
+    for k, (name, size) in enumerate(zip(data.factor_names, data.factor_sizes)):
+        second = first.copy()
+        second[:, k] = (first[:, k] + rng.randint(1, size, size=pairs)) % size  # another value of factor k only
+        shares[name] = float(np.mean((images - data.sample_observations_from_factors(second, rng)) ** 2) / total)
+    return shares
+
+
+def plot_curves(results: list, factor_names: list, png_path: str) -> None:
+    """Test accuracy against images seen, one panel per factor, one line per image size."""
+    from matplotlib.figure import Figure
+
+    from concept_diffusion.atomic import atomic_path
+
+    figure = Figure(figsize=(15, 4.2))
+    axes = figure.subplots(1, len(factor_names), sharey=True)
+    for k, (axis, name) in enumerate(zip(axes, factor_names)):
+        for result in results:
+            images = [point["images"] / 1000 for point in result["curve"]]
+            axis.plot(images, [point["accuracy"][k] for point in result["curve"]], "o-", label=f"{result['size']}x{result['size']}")
+        axis.set_title(name, fontsize=11)
+        axis.set_xlabel("training images (thousands)")
+        axis.set_ylim(0, 1.02)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    axes[0].legend(title="image size")
+    figure.suptitle("Supervised probe of the concept encoder's trunk on shapes3d-procedural: can each factor be read?", fontsize=12)
+    figure.tight_layout()
+    with atomic_path(png_path, ".png") as temporary:
+        figure.savefig(temporary, dpi=100)
+
+
+def main(argv=None) -> int:
+    from concept_diffusion import load_ground_truth
+    from concept_diffusion.atomic import write_json
+
+    args = parse_args(argv)
+    probes, shares = [], {}
+    for size in args.sizes:
+        data = load_ground_truth("shapes3d-procedural", image_size=size)
+        data.warm_up()
+        shares[size] = pixel_share(data, args.pairs, args.seed)
+        probes.append(train_probe(data, args))
+    names = list(data.factor_names)
+    print("\nSupervised probe: test accuracy per factor (chance: " + ", ".join(f"{n} {1 / s:.3f}" for n, s in zip(names, data.factor_sizes)) + ")")
+    print("| size | images | seconds | " + " | ".join(names) + " |")
+    print("|---|---:|---:|" + "---:|" * len(names))
+    for result in probes:
+        print(f"| {result['size']}x{result['size']} | {result['images']:,} | {result['seconds']:.0f} | "
+              + " | ".join(f"{result['accuracy'][n]:.3f}" for n in names) + " |")
+    print("\nPixel share: squared pixel difference of pairs differing in one factor, over random pairs'")
+    print("| size | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for size, share in shares.items():
+        print(f"| {size}x{size} | " + " | ".join(f"{share[n]:.3f}" for n in names) + " |")
+    png_path = os.path.splitext(args.out)[0] + ".png"
+    plot_curves(probes, names, png_path)
+    command = " ".join(["python", "benchmarks/factor_probe.py", *(argv if argv is not None else sys.argv[1:])])
+    write_json(args.out, {"command": command, "batch_size": BATCH, "width": PROBE_WIDTH, "factor_names": names,
+                          "factor_sizes": list(data.factor_sizes), "probe": probes,
+                          "pixel_share": {str(size): share for size, share in shares.items()}})
+    print(f"wrote {args.out} and {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The recipe's options beyond the released code: Skip Dropout, AdaGN conditioning, the encoder's learning rate,
+and the first stage's codebook initialised from data. Each is off by default, and off leaves training as it was."""
+
+import numpy as np
+import pytest
+import torch
+
+from concept_diffusion import ConceptDiffusionPipeline, build_pipeline
+from concept_diffusion.pipelines.pipeline_concept_diffusion import unet_condition
+from concept_diffusion.training import AutoencoderTrainingConfig, TrainingConfig, build_config, train, train_autoencoder
+from concept_diffusion.training.skip_dropout import SkipDropout
+
+TINY = dict(preset="tiny", batch_size=4, lr_warmup_steps=2, eval_every=0, eval_metrics=[], checkpoint_every=0,
+            report_to="none", sample_steps=2, latent_scale_batches=1, log_every=1)
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae")
+    return train_autoencoder(build_config(AutoencoderTrainingConfig, dict(preset="tiny", output_dir=str(out), max_steps=2, batch_size=4)))
+
+
+def tiny_config(tmp_path, vae_dir, name="run", **overrides):
+    return build_config(TrainingConfig, {**TINY, "vae": vae_dir, "output_dir": str(tmp_path / name), **overrides})
+
+
+def unet_inputs(pipe, batch=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    sample = torch.randn(batch, *pipe.latent_shape, generator=generator)
+    tokens = pipe.concept_encoder.concepts_to_tokens(torch.randn(batch, pipe.concept_encoder.config.num_concepts, generator=generator))
+    return sample, torch.tensor([10, 500]), tokens
+
+
+def received_skips(unet):
+    """Record the skip connections each up block receives (a hook registered after Skip Dropout's sees its output)."""
+    seen = []
+    handles = [block.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["res_hidden_states_tuple"]), with_kwargs=True)
+               for block in unet.up_blocks]
+    return seen, handles
+
+
+# ---------------------------------------------------------------- Skip Dropout
+
+
+def test_skip_dropout_drops_whole_channels_in_training_only():
+    pipe = build_pipeline("tiny")
+    unet = pipe.unet
+    sample, t, tokens = unet_inputs(pipe)
+    with torch.no_grad():
+        plain_skips, handles = received_skips(unet)
+        plain = unet(sample, t, encoder_hidden_states=tokens).sample
+        for handle in handles:
+            handle.remove()
+        skip_dropout = SkipDropout(unet, p=0.5)
+        dropped_skips, handles = received_skips(unet)
+        unet.eval()
+        assert torch.equal(unet(sample, t, encoder_hidden_states=tokens).sample, plain)  # inference is untouched
+        unet.train()
+        skip_dropout.generator = torch.Generator().manual_seed(0)
+        unet(sample, t, encoder_hidden_states=tokens)
+    fresh = dropped_skips[len(plain_skips):]  # the training pass
+    zeroed, total = 0, 0
+    for before_block, after_block in zip(plain_skips, fresh):
+        for before, after in zip(before_block, after_block):
+            kept = after.flatten(2).abs().amax(dim=2) > 0  # (B, C): a channel is zero everywhere or scaled
+            torch.testing.assert_close(after[kept], 2 * before[kept])
+            zeroed, total = zeroed + int((~kept).sum()), total + kept.numel()
+    assert 0.3 < zeroed / total < 0.7  # p = 0.5 over hundreds of (image, channel) pairs
+    for handle in handles:
+        handle.remove()
+    skip_dropout.remove()
+    assert not any(block._forward_pre_hooks for block in unet.up_blocks)
+
+
+def test_skip_dropout_masks_follow_the_generator():
+    pipe = build_pipeline("tiny")
+    pipe.unet.train()
+    skip_dropout = SkipDropout(pipe.unet, p=0.2)
+    sample, t, tokens = unet_inputs(pipe)
+    outputs = []
+    with torch.no_grad():
+        for seed in (3, 3, 4):
+            skip_dropout.generator = torch.Generator().manual_seed(seed)
+            outputs.append(pipe.unet(sample, t, encoder_hidden_states=tokens).sample)
+    assert torch.equal(outputs[0], outputs[1])
+    assert not torch.equal(outputs[0], outputs[2])
+    with pytest.raises(ValueError, match="skip_dropout must be in"):
+        SkipDropout(pipe.unet, p=1.0)
+
+
+def test_training_with_skip_dropout_resumes_exactly(tmp_path, vae_dir):
+    straight = train(tiny_config(tmp_path, vae_dir, "straight", max_steps=4, checkpoint_every=2, skip_dropout=0.2))
+    train(tiny_config(tmp_path, vae_dir, "resumed", max_steps=2, checkpoint_every=2, skip_dropout=0.2))
+    resumed = train(tiny_config(tmp_path, vae_dir, "resumed", max_steps=4, checkpoint_every=2, skip_dropout=0.2, resume="latest"))
+    without = train(tiny_config(tmp_path, vae_dir, "without", max_steps=4, checkpoint_every=2))
+    weights = {name: ConceptDiffusionPipeline.from_pretrained(result.pipeline_dir).unet.state_dict()
+               for name, result in (("straight", straight), ("resumed", resumed), ("without", without))}
+    for key, value in weights["straight"].items():
+        torch.testing.assert_close(weights["resumed"][key], value, rtol=0, atol=0, msg=key)  # same process: the bits are the point
+    assert any(not torch.equal(weights["without"][key], value) for key, value in weights["straight"].items())
+    saved = ConceptDiffusionPipeline.from_pretrained(straight.pipeline_dir)
+    assert not any(block._forward_pre_hooks for block in saved.unet.up_blocks)  # a saved model is an ordinary one
+
+
+# ---------------------------------------------------------------- AdaGN
+
+
+def test_adagn_feeds_the_flattened_tokens_to_the_time_embedding():
+    pipe = build_pipeline("tiny", conditioning="adagn")
+    config = pipe.unet.config
+    encoder = pipe.concept_encoder.config
+    assert config.class_embed_type == "projection"
+    assert config.projection_class_embeddings_input_dim == encoder.num_concepts * encoder.token_dim
+    assert pipe.attention_layers == []  # no cross-attention left
+    assert "AttnDownBlock2D" in config.down_block_types  # self-attention kept where the cross-attention blocks had it
+    seen = []
+    pipe.unet.class_embedding.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    sample, t, tokens = unet_inputs(pipe)
+    with torch.no_grad():
+        pipe.unet(sample, t, **unet_condition(pipe.unet.config, tokens))
+    torch.testing.assert_close(seen[0], tokens.flatten(1))
+    with pytest.raises(ValueError, match="no cross-attention"):
+        pipe.attention_maps(np.random.rand(1, 32, 32, 3), num_inference_steps=1)
+
+
+def test_cross_attention_unets_get_only_the_context():
+    pipe = build_pipeline("tiny")
+    tokens = torch.zeros(1, 4, 8)
+    assert unet_condition(pipe.unet.config, tokens).keys() == {"encoder_hidden_states"}
+    for one, other in zip(pipe.unet.state_dict().values(), build_pipeline("tiny", conditioning="cross_attention").unet.state_dict().values()):
+        assert torch.equal(one, other)
+    with pytest.raises(ValueError, match="conditioning must be one of"):
+        build_pipeline("tiny", conditioning="film")
+
+
+def test_training_with_adagn_saves_a_pipeline_that_decodes(tmp_path, vae_dir):
+    result = train(tiny_config(tmp_path, vae_dir, max_steps=2, conditioning="adagn"))
+    pipe = ConceptDiffusionPipeline.from_pretrained(result.pipeline_dir)
+    assert pipe.unet.config.class_embed_type == "projection"
+    out = pipe(images=np.random.RandomState(0).rand(2, 32, 32, 3), num_inference_steps=2, output_type="np")
+    assert out.images.shape == (2, 32, 32, 3) and np.isfinite(out.images).all()
+    with pytest.raises(ValueError, match="conditioning must be"):
+        tiny_config(tmp_path, vae_dir, conditioning="film")
+
+
+# ---------------------------------------------------------------- the encoder's learning rate
+
+
+def test_encoder_learning_rate_multiplier(tmp_path, vae_dir):
+    from concept_diffusion.training.runtime import make_accelerator
+    from concept_diffusion.training.trainer import setup
+
+    config = tiny_config(tmp_path, vae_dir, max_steps=1, encoder_lr_multiplier=3.0, lr_warmup_steps=0)
+    parts, _, _ = setup(config, make_accelerator(), None)
+    encoder_group, unet_group = parts.optimizer.param_groups
+    assert {id(p) for p in encoder_group["params"]} == {id(p) for p in parts.encoder.parameters()}
+    assert unet_group["lr"] == pytest.approx(config.learning_rate)
+    assert encoder_group["lr"] == pytest.approx(3 * config.learning_rate)
+    with pytest.raises(ValueError, match="encoder_lr_multiplier must be positive"):
+        tiny_config(tmp_path, vae_dir, encoder_lr_multiplier=0)
+
+
+def test_two_parameter_groups_at_one_learning_rate_step_like_one():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    twin.load_state_dict(model.state_dict())
+    one = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    two = torch.optim.AdamW([{"params": twin[0].parameters(), "lr": 1e-2 * 1.0}, {"params": twin[1].parameters()}], lr=1e-2, fused=True)
+    inputs = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        for net, optimizer in ((model, one), (twin, two)):
+            optimizer.zero_grad()
+            net(inputs).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)  # same process, same kernels: the default multiplier changes no bit
+
+
+# ---------------------------------------------------------------- the first stage's codebook
+
+
+def test_codebook_from_data_starts_at_the_latents(tmp_path):
+    from concept_diffusion.training.autoencoder import init_codebook_from_data
+    from concept_diffusion.training.data import batch_loader, load_training_data
+
+    config = build_config(AutoencoderTrainingConfig, dict(preset="tiny", output_dir=str(tmp_path), max_steps=1, batch_size=4,
+                                                          codebook_init="data"))
+    vae = build_pipeline("tiny").vae
+    uniform = vae.quantize.embedding.weight.detach().clone()
+    assert uniform.abs().max() <= 1 / vae.quantize.n_e
+    dataset, _ = load_training_data(config.data, vae.config.sample_size)
+    init_codebook_from_data(vae, dataset, config)
+    codes = vae.quantize.embedding.weight.detach()
+    with torch.no_grad():
+        first = next(iter(batch_loader(dataset, config.batch_size, seed=config.seed + 7919)))["images"]
+        latents = vae.encode(first).latents.permute(0, 2, 3, 1).reshape(-1, codes.shape[1])
+    assert codes.std() > 10 * uniform.std()
+    distance = torch.cdist(codes, latents).amin(dim=1)
+    found = distance < 1e-5 * latents.abs().max()
+    assert found.float().mean() > 0.2  # the first batch gives some of the codes, the later batches the rest
+    result = train_autoencoder(config)
+    assert result.endswith("vae")
+
+
+def test_codebook_from_data_needs_a_vq_first_stage(tmp_path, monkeypatch):
+    from diffusers import AutoencoderKL
+
+    import concept_diffusion.training.autoencoder as autoencoder
+
+    class KLPipeline:
+        vae = AutoencoderKL(sample_size=32, block_out_channels=(8,), norm_num_groups=8, latent_channels=2)
+
+    monkeypatch.setattr(autoencoder, "build_pipeline", lambda *args, **kwargs: KLPipeline())
+    config = build_config(AutoencoderTrainingConfig, dict(preset="tiny", output_dir=str(tmp_path), max_steps=1, batch_size=4,
+                                                          codebook_init="data"))
+    with pytest.raises(ValueError, match="codebook_init='data' needs a VQModel"):
+        train_autoencoder(config)
+    with pytest.raises(ValueError, match="codebook_init must be"):
+        build_config(AutoencoderTrainingConfig, dict(preset="tiny", codebook_init="kmeans"))
