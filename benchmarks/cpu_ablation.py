@@ -1,18 +1,22 @@
-"""Controlled CPU ablation of the `cpu` preset: one change at a time, several seeds, equal image budgets, exact metrics.
+"""Controlled ablation of the `cpu` preset: one change at a time, several seeds, equal image budgets, exact metrics.
 
 Each (arm, seed) trains with `concept-diffusion train --preset cpu` plus the arm's flags (or on a copy of
-the preset with the arm's architecture edits), one torch thread
-per run, runs spread over the cores (`--parallel`, each pinned to its own core); then every final EMA
-pipeline is scored with all six metrics at disentanglement_lib's full sizes. Prints a table (mean and
-spread over seeds per arm) and writes JSON.
+the preset with the arm's architecture edits), one torch thread per run, runs spread over the cores
+(`--parallel`, each pinned to its own core); then every final EMA concept encoder is scored with all six
+metrics at disentanglement_lib's full sizes. Prints a table (mean and spread over seeds per arm) and writes JSON.
 
     python benchmarks/cpu_ablation.py --arms base,uniform_t --seeds 0,1 --images 32000 --parallel 2
     python benchmarks/cpu_ablation.py --report     # every recorded run: table, picture, concept-factor maps
 
+On a machine with a GPU the same command trains there (accelerate picks the device; `--parallel` runs share
+it), `--eval-every` records FactorVAE / DCI curves along training (fast mode, the trainer's), and
+`--no-score` stops after training, so that the run folders (their `pipeline/concept_encoder` is all the
+scoring needs) can be brought back and scored with the same command elsewhere: finished trainings are skipped.
+
 `--report` adds to each recorded run (once, cached in the JSON) how well its concepts predict each factor
 (`evaluation.concept_factors`, 2,000 images), prints a Markdown table of all arms and budgets, and draws
 `cpu_ablation.png` (FactorVAE, DCI and factor accuracies per arm, one dot per seed) beside the JSON, with
-each run's concept-factor map in the work folder.
+each run's concept-factor map in its run folder.
 """
 
 import argparse
@@ -67,6 +71,9 @@ HEADLINE = {"factor_vae.eval_accuracy": "FactorVAE", "dci.disentanglement": "DCI
 # The factors whose accuracy the table shows: the object's (every arm predicts the hues; the picture shows all six).
 TABLE_FACTORS = ["scale", "shape", "orientation"]
 BATCH = 32
+# `concept-diffusion` through this interpreter: also where the package is on PYTHONPATH without its console script.
+CLI = [sys.executable, "-m", "concept_diffusion.cli"]
+CPU_CORE = "one CPU core each"
 
 
 def parse_args(argv=None):
@@ -76,10 +83,15 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--images", type=int, default=32000, help="images per run (batch 32)")
     parser.add_argument("--parallel", type=int, default=min(2, os.cpu_count() or 1), help="runs at once, one core each")
+    parser.add_argument("--first-core", type=int, default=0, help="the runs use cores first-core .. first-core + parallel - 1")
     parser.add_argument("--report", action="store_true", help="only report the recorded runs (see above)")
     parser.add_argument("--vae", default=None, help="trained first-stage folder for the latent arm (default: train SMALL_FIRST_STAGE)")
     parser.add_argument("--first-stage-minutes", type=float, default=8.0, help="training time of the small first stage, without --vae")
     parser.add_argument("--work-dir", default="outputs/cpu_ablation", help="run folders (and the report's default for runs without one)")
+    parser.add_argument("--eval-every", type=int, default=0, help="steps between the trainer's fast FactorVAE / DCI scores (0: none)")
+    parser.add_argument("--eval-samples", type=int, default=1000, help="training points of those scores")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop each training after this long (fewer images then)")
+    parser.add_argument("--no-score", action="store_true", help="train only; score later with the same command")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "cpu_ablation.json"))
     args = parser.parse_args(argv)
     args.arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
@@ -125,7 +137,8 @@ def arm_preset(arm: str, work_dir: str, vae: str = None) -> str:
 
 
 def train_small_first_stage(work_dir: str, minutes: float) -> str:
-    """Train SMALL_FIRST_STAGE with `concept-diffusion train-vae` (all cores) once; returns its vae folder."""
+    """Train SMALL_FIRST_STAGE with `concept-diffusion train-vae` (on the machine's GPU if it has one, else all
+    cores) once; returns its vae folder."""
     output_dir = os.path.join(work_dir, "first_stage")
     vae = os.path.join(output_dir, "vae")
     if os.path.isfile(os.path.join(vae, "config.json")):
@@ -133,7 +146,7 @@ def train_small_first_stage(work_dir: str, minutes: float) -> str:
     preset = copy_preset("shapes3d", os.path.join(work_dir, "presets", "first_stage"), {"vae": SMALL_FIRST_STAGE})
     shutil.rmtree(output_dir, ignore_errors=True)
     print(f"training the small first stage for {minutes} minutes", flush=True)
-    subprocess.run(["concept-diffusion", "train-vae", "--preset", preset, "--output-dir", output_dir, "--max-minutes", str(minutes),
+    subprocess.run([*CLI, "train-vae", "--preset", preset, "--output-dir", output_dir, "--max-minutes", str(minutes),
                     "--max-steps", "1000000", "--batch-size", str(BATCH), "--checkpoint-every", "0", "--report-to", "none",
                     "--codebook-init", "data"],
                    check=True, stdout=open(output_dir + ".log", "w"), stderr=subprocess.STDOUT)
@@ -145,12 +158,12 @@ def one_core(command: list, core: int) -> list:
     return ["taskset", "-c", str(core), "env", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", "NUMBA_NUM_THREADS=1", *command]
 
 
-def run_all(jobs: list, parallel: int) -> None:
-    """Run (name, command, log path, done path) jobs, `parallel` at a time, each on a free core; skip a job whose
-    done path exists (a batch run again continues where it stopped); raise on a failure."""
+def run_all(jobs: list, parallel: int, first_core: int = 0) -> None:
+    """Run (name, command, log path, done path) jobs, `parallel` at a time, each on a free core from `first_core` on;
+    skip a job whose done path exists (a batch run again continues where it stopped); raise on a failure."""
     pending, running = [job[:3] for job in jobs if not os.path.exists(job[3])], {}
     while pending or running:
-        free = [core for core in range(parallel) if core not in running]
+        free = [core for core in range(first_core, first_core + parallel) if core not in running]
         while pending and free:
             name, command, log = pending.pop(0)
             core = free.pop(0)
@@ -173,17 +186,22 @@ def ground_truth(image_size: int):
     return load_ground_truth("shapes3d-procedural", image_size=image_size)
 
 
+def run_folder(work_dir: str, arm: str, seed: int, images: int) -> str:
+    """The run's folder; budgets other than the first ablation's 20,000 images are part of the name."""
+    return os.path.join(work_dir, f"{arm}-seed{seed}" + ("" if images == 20000 else f"-{images // 1000}k"))
+
+
 def map_run(run: dict, work_dir: str) -> bool:
     """Add the run's per-factor accuracy and concept-factor map (PNG in the run folder); False if it had them."""
     if "factor_accuracy" in run:
         return False
-    from concept_diffusion import ConceptDiffusionPipeline
+    from concept_diffusion import ConceptEncoder
     from concept_diffusion.evaluation.concept_factors import map_concepts, plot_concept_factor_map
 
-    folder = run.get("folder") or os.path.join(work_dir, f"{run['arm']}-seed{run['seed']}")
-    pipe = ConceptDiffusionPipeline.from_pretrained(os.path.join(folder, "pipeline"))
-    data = ground_truth(pipe.concept_encoder.config.sample_size)
-    concept_map = map_concepts(pipe, data, num_points=2000, seed=0)
+    folder = run.get("folder") or run_folder(work_dir, run["arm"], run["seed"], run["images"])
+    encoder = ConceptEncoder.from_pretrained(os.path.join(folder, "pipeline", "concept_encoder")).eval()
+    data = ground_truth(encoder.config.sample_size)
+    concept_map = map_concepts(encoder, data, num_points=2000, seed=0)
     run["factor_accuracy"] = dict(zip(concept_map["factors"], concept_map["accuracy"].round(3).tolist()))
     run["concept_labels"] = concept_map["labels"]
     plot_concept_factor_map(concept_map["normalised_mutual_information"], concept_map["accuracy"], concept_map["factors"],
@@ -202,15 +220,15 @@ def report(args) -> int:
             write_json(args.out, recorded)  # after each run, so an interrupted report keeps what it mapped
     groups = {}
     for run in recorded["runs"]:
-        groups.setdefault((run["arm"], run["images"]), []).append(run)
-    print("| arm | images | seeds | " + " | ".join(HEADLINE.values())
-          + " | " + " | ".join(f"{name} acc." for name in TABLE_FACTORS) + " | ms/image (one core) |")
-    print("|---|---:|---:|" + "---|" * (len(HEADLINE) + len(TABLE_FACTORS)) + "---:|")
-    for (arm, images), runs in groups.items():
+        groups.setdefault((run["arm"], run["images"], run.get("hardware", CPU_CORE)), []).append(run)
+    print("| arm | images | trained on | seeds | " + " | ".join(HEADLINE.values())
+          + " | " + " | ".join(f"{name} acc." for name in TABLE_FACTORS) + " | ms/image per run |")
+    print("|---|---:|---|---:|" + "---|" * (len(HEADLINE) + len(TABLE_FACTORS)) + "---:|")
+    for (arm, images, where), runs in groups.items():
         cells = [spread([r["scores"][key] for r in runs]) for key in HEADLINE]
         cells += [spread([r["factor_accuracy"][name] for r in runs]) for name in TABLE_FACTORS]
         ms = statistics.mean(r["ms_per_image_one_core"] for r in runs)
-        print(f"| {arm} | {images:,} | {len(runs)} | " + " | ".join(cells) + f" | {ms:.1f} |")
+        print(f"| {arm} | {images:,} | {where} | {len(runs)} | " + " | ".join(cells) + f" | {ms:.2f} |")
     png_path = os.path.splitext(args.out)[0] + ".png"
     plot_ablation(groups, list(recorded["runs"][0]["factor_accuracy"]), png_path)
     print(f"wrote {args.out} and {png_path}")
@@ -231,8 +249,7 @@ def plot_ablation(groups: dict, factors: list, png_path: str) -> None:
     panels = [("FactorVAE", lambda r: r["scores"]["factor_vae.eval_accuracy"]),
               ("DCI disentanglement", lambda r: r["scores"]["dci.disentanglement"])]
     panels += [(f"{name}: accuracy from the concepts", lambda r, name=name: r["factor_accuracy"][name]) for name in factors]
-    labels = [f"{arm} ({images // 1000}k, {statistics.mean(r['ms_per_image_one_core'] for r in runs):.0f} ms/img)"
-              for (arm, images), runs in groups.items()]
+    labels = [f"{arm} ({images // 1000}k, " + ("CPU" if where == CPU_CORE else "GPU") + ")" for arm, images, where in groups]
     cols = 4
     rows = -(-len(panels) // cols)
     figure = Figure(figsize=(16, rows * (1.0 + 0.42 * len(groups))))
@@ -269,12 +286,48 @@ def merged_results(path: str, results: list) -> dict:
 
 SCORE = """
 import json, sys
-from concept_diffusion import ConceptDiffusionPipeline, evaluate, load_ground_truth
-pipe = ConceptDiffusionPipeline.from_pretrained(sys.argv[1])
-data = load_ground_truth("shapes3d-procedural", image_size=pipe.concept_encoder.config.sample_size)
-scores = evaluate(pipe, data, metrics=["factor_vae", "dci", "mig", "sap", "modularity", "beta_vae"], seed=0, progress=False)
+from concept_diffusion import ConceptEncoder, evaluate, load_ground_truth
+encoder = ConceptEncoder.from_pretrained(sys.argv[1]).eval()
+data = load_ground_truth("shapes3d-procedural", image_size=encoder.config.sample_size)
+scores = evaluate(encoder, data, metrics=["factor_vae", "dci", "mig", "sap", "modularity", "beta_vae"], seed=0, progress=False)
 json.dump(scores, open(sys.argv[2], "w"), indent=2)
 """
+
+
+def train_commands(args, runs: list) -> list:
+    """(name, command, log, done path) of each run's `concept-diffusion train`."""
+    if args.vae is None and any("model_index" in ARMS[arm][1] for arm, _, _ in runs):
+        args.vae = train_small_first_stage(args.work_dir, args.first_stage_minutes)
+    presets = {arm: arm_preset(arm, args.work_dir, args.vae) for arm in args.arms}
+    flags = {arm: [flag.replace("{vae}", str(args.vae and os.path.abspath(args.vae))) for flag in ARMS[arm][0]] for arm in args.arms}
+    common = ["--data", "shapes3d-procedural", "--max-steps", str(args.images // BATCH), "--batch-size", str(BATCH),
+              "--eval-every", str(args.eval_every), "--eval-samples", str(args.eval_samples), "--eval-final", "false",
+              "--checkpoint-every", "0", "--report-to", "none"]
+    if args.max_minutes is not None:
+        common += ["--max-minutes", str(args.max_minutes)]
+    return [(f"{arm} seed {seed}", [*CLI, "train", "--preset", presets[arm], *common, "--seed", str(seed),
+                                     "--output-dir", folder, *flags[arm]],
+             folder + ".train.log", os.path.join(folder, "run.json")) for arm, seed, folder in runs]
+
+
+def hardware(parallel: int) -> str:
+    """Where the runs trained, for the cost column: one CPU core each, or a GPU shared by `parallel` runs."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} shared by {parallel} runs"
+    return CPU_CORE
+
+
+def print_batch(results: list, arms: list) -> None:
+    print("\nexact metrics (mean over seeds, min..max)")
+    print(f"{'arm':<22}{'images':>10}" + "".join(f"{name:>22}" for name in HEADLINE.values()) + f"{'ms/image':>10}")
+    for arm in arms:
+        mine = [r for r in results if r["arm"] == arm]
+        cells = [spread([r["scores"][key] for r in mine]) for key in HEADLINE]
+        images = statistics.mean(r["images"] for r in mine)
+        print(f"{arm:<22}{images:>10,.0f}" + "".join(f"{cell:>22}" for cell in cells)
+              + f"{statistics.mean(r['ms_per_image_one_core'] for r in mine):>10.1f}")
 
 
 def main(argv=None) -> int:
@@ -283,45 +336,31 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.report:
         return report(args)
-    steps = args.images // BATCH
     os.makedirs(args.work_dir, exist_ok=True)
-    runs = [(arm, seed, os.path.join(args.work_dir, f"{arm}-seed{seed}")) for arm in args.arms for seed in args.seeds]
+    runs = [(arm, seed, run_folder(args.work_dir, arm, seed, args.images)) for arm in args.arms for seed in args.seeds]
     for _, _, folder in runs:
         if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, "run.json")):
             shutil.rmtree(folder)  # an unfinished run starts again from scratch
-    if args.vae is None and any("model_index" in ARMS[arm][1] for arm in args.arms):
-        args.vae = train_small_first_stage(args.work_dir, args.first_stage_minutes)
-    presets = {arm: arm_preset(arm, args.work_dir, args.vae) for arm in args.arms}
-    flags = {arm: [flag.replace("{vae}", str(args.vae and os.path.abspath(args.vae))) for flag in ARMS[arm][0]] for arm in args.arms}
-    train = [(f"{arm} seed {seed}", ["concept-diffusion", "train", "--preset", presets[arm], "--data", "shapes3d-procedural",
-                                     "--max-steps", str(steps), "--seed", str(seed), "--eval-every", "0", "--eval-final", "false",
-                                     "--checkpoint-every", "0", "--report-to", "none", "--output-dir", folder, *flags[arm]],
-              folder + ".train.log", os.path.join(folder, "run.json")) for arm, seed, folder in runs]
     started = time.monotonic()
-    run_all(train, args.parallel)
-    train_seconds = time.monotonic() - started
-    score = [(f"score {arm} seed {seed}", [sys.executable, "-c", SCORE, os.path.join(folder, "pipeline"), folder + ".scores.json"],
-              folder + ".score.log", folder + ".scores.json") for arm, seed, folder in runs]
-    run_all(score, args.parallel)
+    run_all(train_commands(args, runs), args.parallel, args.first_core)
+    train_seconds, where = time.monotonic() - started, hardware(args.parallel)
+    if args.no_score:
+        return 0
+    score = [(f"score {arm} seed {seed}", [sys.executable, "-c", SCORE, os.path.join(folder, "pipeline", "concept_encoder"),
+                                           folder + ".scores.json"], folder + ".score.log", folder + ".scores.json")
+             for arm, seed, folder in runs]
+    run_all(score, min(args.parallel, os.cpu_count() or 1))
+    command = " ".join(["python", "benchmarks/cpu_ablation.py", *(argv if argv is not None else sys.argv[1:])])
     results = []
     for arm, seed, folder in runs:
         with open(os.path.join(folder, "run.json")) as file:
-            seconds = json.load(file)["seconds"]
+            run = json.load(file)
         with open(folder + ".scores.json") as file:
-            results.append({"arm": arm, "seed": seed, "images": steps * BATCH, "seconds": seconds, "folder": os.path.abspath(folder),
-                            "ms_per_image_one_core": round(1000 * seconds / (steps * BATCH), 2), "scores": json.load(file)})
-    print(f"\n{args.images:,} images per run, exact metrics (mean over seeds, min..max)")
-    print(f"{'arm':<22}" + "".join(f"{name:>22}" for name in HEADLINE.values()) + f"{'ms/image':>10}")
-    for arm in args.arms:
-        mine = [r for r in results if r["arm"] == arm]
-        cells = []
-        for key in HEADLINE:
-            values = [r["scores"][key] for r in mine]
-            cells.append(f"{statistics.mean(values):.3f} ({min(values):.2f}..{max(values):.2f})")
-        print(f"{arm:<22}" + "".join(f"{cell:>22}" for cell in cells) + f"{statistics.mean(r['ms_per_image_one_core'] for r in mine):>10.1f}")
-    command = " ".join(["python", "benchmarks/cpu_ablation.py", *sys.argv[1:]])
-    for result in results:
-        result.update(command=command, train_wall_seconds_of_batch=round(train_seconds, 1))
+            scores = json.load(file)
+        results.append({"arm": arm, "seed": seed, "images": run["images_seen"], "seconds": run["seconds"], "folder": os.path.abspath(folder),
+                        "ms_per_image_one_core": round(1000 * run["seconds"] / run["images_seen"], 2), "scores": scores,
+                        "command": command, "train_wall_seconds_of_batch": round(train_seconds, 1), "hardware": where})
+    print_batch(results, args.arms)
     write_json(args.out, merged_results(args.out, results))
     print(f"wrote {args.out}")
     return 0

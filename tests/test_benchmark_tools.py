@@ -85,9 +85,23 @@ def test_cpu_ablation_report_tables_and_draws_recorded_runs(tmp_path, capsys):
     out.write_text(json.dumps({"runs": runs}))
     assert cpu_ablation.main(["--report", "--out", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "| wide | 20,000 | 2 | 0.650 (0.60..0.70)" in table  # mean (min..max) over the seeds
-    assert "| base | 20,000 | 2 | 0.150 (0.10..0.20)" in table
+    assert "| wide | 20,000 | one CPU core each | 2 | 0.650 (0.60..0.70)" in table  # mean (min..max) over the seeds
+    assert "| base | 20,000 | one CPU core each | 2 | 0.150 (0.10..0.20)" in table
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
+
+
+def test_cpu_ablation_trains_each_arm_with_its_flags_and_budget(tmp_path):
+    import cpu_ablation
+
+    args = cpu_ablation.parse_args(["--arms", "base,skip_dropout", "--seeds", "0", "--images", "100000", "--eval-every", "500",
+                                    "--max-minutes", "3", "--work-dir", str(tmp_path)])
+    runs = [(arm, 0, cpu_ablation.run_folder(str(tmp_path), arm, 0, args.images)) for arm in args.arms]
+    assert runs[0][2].endswith("base-seed0-100k") and cpu_ablation.run_folder("w", "base", 1, 20000) == "w/base-seed1"
+    commands = {name: command for name, command, _, _ in cpu_ablation.train_commands(args, runs)}
+    dropout = commands["skip_dropout seed 0"]
+    assert dropout[dropout.index("--max-steps") + 1] == "3125" and dropout[dropout.index("--eval-every") + 1] == "500"
+    assert float(dropout[dropout.index("--max-minutes") + 1]) == 3 and dropout[-2:] == ["--skip-dropout", "0.2"]
+    assert "--skip-dropout" not in commands["base seed 0"]
 
 
 def test_first_stage_quality_reports_held_out_psnr_and_a_picture(tmp_path):

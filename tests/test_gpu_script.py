@@ -21,3 +21,21 @@ def test_gpu_benchmark_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path):
     assert {run["model"] for run in efficiency["runs"]} == {"encdiff", "beta_vae", "beta_tcvae"}
     first_stage = json.loads((tmp_path / "results" / "first_stage_quality_cpu-tiny.json").read_text())
     assert first_stage["psnr_mean_db"] > 0 and (tmp_path / "results" / "first_stage_quality_cpu-tiny.png").is_file()
+
+
+def test_gpu_recipe_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path):
+    env = {**os.environ, "DEVICE": "cpu", "ARMS": "base", "SEEDS": "0", "LATENT_ARM": "", "IMAGES": "64", "LONG_IMAGES": "64",
+           "LONG_BATCH": "32", "EVAL_IMAGES": "1000000", "EVAL_SAMPLES": "64", "ORACLE_IMAGES": "64", "ORACLE_PROBE_IMAGES": "64",
+           "ORACLE_TEST": "4",
+           "RESULTS_DIR": str(tmp_path / "results"), "WORK_DIR": str(tmp_path / "work"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_recipe.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    import tarfile
+
+    with tarfile.open(tmp_path / "results" / "recipe_runs.tar") as packed:
+        names = packed.getnames()
+    assert "./arms/base-seed0-0k/pipeline/concept_encoder/diffusion_pytorch_model.safetensors" in names  # what scoring needs
+    assert "./long/seed0/pipeline/unet/diffusion_pytorch_model.safetensors" in names  # the long runs whole
+    assert not any("checkpoints" in name or "arms/base-seed0-0k/pipeline/unet" in name for name in names)
+    assert json.loads((tmp_path / "results" / "oracle_decoder.json").read_text())["rendered"]

@@ -289,12 +289,16 @@ def metric_sizes(train_points: int) -> dict:
 
 
 def score_during_training(pipe, ground_truth, config: TrainingConfig) -> dict:
-    """`config.eval_metrics` in fast mode on `eval_samples` training points (half as many evaluation points)."""
+    """`config.eval_metrics` in fast mode on `eval_samples` training points (half as many evaluation points), and
+    how well the concepts predict each factor (`factor_accuracy.<factor>`, the concept-factor map on `eval_samples` images)."""
     from concept_diffusion.evaluation import evaluate
+    from concept_diffusion.evaluation.concept_factors import map_concepts
 
     sizes, metrics = metric_sizes(config.eval_samples), scorable_metrics(ground_truth, config.eval_metrics)
-    return evaluate(pipe, ground_truth, metrics=metrics, fast=True, seed=config.seed,
-                    metric_kwargs={m: sizes[m] for m in metrics if m in sizes}, progress=False)
+    scores = evaluate(pipe, ground_truth, metrics=metrics, fast=True, seed=config.seed,
+                      metric_kwargs={m: sizes[m] for m in metrics if m in sizes}, progress=False)
+    concept_map = map_concepts(pipe, ground_truth, num_points=max(config.eval_samples, 30), seed=config.seed)
+    return {**scores, **{f"factor_accuracy.{name}": float(accuracy) for name, accuracy in zip(concept_map["factors"], concept_map["accuracy"])}}
 
 
 def trainer_state(parts: EncDiffParts, config: TrainingConfig) -> dict:
