@@ -110,6 +110,24 @@ def pipe():
 
 
 @pytest.fixture(scope="module")
+def shipped_pipe():
+    """The trained model we ship (examples/models/, 10 concepts, 32x32, pixel space), progress bars off.
+
+    Its concepts carry the hues, so moving one visibly changes its images on any CPU. Use it where a test needs
+    an edit to show: an untrained model barely reads its concepts, and whether its 8-bit output moves at all
+    depends on the CPU's float bits.
+    """
+    from pathlib import Path
+
+    from concept_diffusion import ConceptDiffusionPipeline
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / "models" / "encdiff-shapes3d-procedural"
+    pipe = ConceptDiffusionPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
 def images():
     """Three random 32x32 RGB images, numpy (B, H, W, C) in [0, 1]."""
     import numpy as np
