@@ -310,13 +310,10 @@ def train_commands(args, runs: list) -> list:
              folder + ".train.log", os.path.join(folder, "run.json")) for arm, seed, folder in runs]
 
 
-def hardware(parallel: int) -> str:
-    """Where the runs trained, for the cost column: one CPU core each, or a GPU shared by `parallel` runs."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} shared by {parallel} runs"
-    return CPU_CORE
+def hardware(run: dict) -> str:
+    """Where a run trained (its run.json's device), for the cost column: one CPU core, or a GPU shared by the batch."""
+    device = run.get("device", "cpu")
+    return CPU_CORE if device == "cpu" else f"{device}, shared by the batch's runs"
 
 
 def print_batch(results: list, arms: list) -> None:
@@ -343,7 +340,7 @@ def main(argv=None) -> int:
             shutil.rmtree(folder)  # an unfinished run starts again from scratch
     started = time.monotonic()
     run_all(train_commands(args, runs), args.parallel, args.first_core)
-    train_seconds, where = time.monotonic() - started, hardware(args.parallel)
+    train_seconds = time.monotonic() - started
     if args.no_score:
         return 0
     score = [(f"score {arm} seed {seed}", [sys.executable, "-c", SCORE, os.path.join(folder, "pipeline", "concept_encoder"),
@@ -359,7 +356,7 @@ def main(argv=None) -> int:
             scores = json.load(file)
         results.append({"arm": arm, "seed": seed, "images": run["images_seen"], "seconds": run["seconds"], "folder": os.path.abspath(folder),
                         "ms_per_image_one_core": round(1000 * run["seconds"] / run["images_seen"], 2), "scores": scores,
-                        "command": command, "train_wall_seconds_of_batch": round(train_seconds, 1), "hardware": where})
+                        "command": command, "train_wall_seconds_of_batch": round(train_seconds, 1), "hardware": hardware(run)})
     print_batch(results, args.arms)
     write_json(args.out, merged_results(args.out, results))
     print(f"wrote {args.out}")

@@ -123,3 +123,21 @@ def test_first_stage_quality_reports_held_out_psnr_and_a_picture(tmp_path):
     assert result["images"] == 16 and 0 < result["psnr_p5_db"] <= result["psnr_mean_db"] < 60  # an untrained vae is far from exact
     assert result["training_steps"] == 20 and result["training_batch_psnr_last_db"] == 25.5  # mean of the last ten batches
     assert (run / "first_stage_quality.png").stat().st_size > 5_000 and (run / "first_stage_quality_curves.png").is_file()
+
+
+def test_training_curves_group_seeds_and_table_the_scores_at_budgets(tmp_path, capsys):
+    import training_curves
+
+    for arm, seed, offset in (("base", 0, 0.0), ("base", 1, 0.1), ("skip_dropout", 0, 0.3)):
+        run = tmp_path / f"{arm}-seed{seed}-300k"
+        run.mkdir()
+        records = [{"step": 1, "images_seen": 32, "loss": 1.0}]
+        records += [{"step": k, "images_seen": 100_000 * k, **{key: 0.1 * k + offset for key in training_curves.SCORES}} for k in (1, 2, 3)]
+        (run / "log.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    out = tmp_path / "curves.png"
+    assert training_curves.main([str(path) for path in sorted(tmp_path.glob("*-300k"))] + ["--at", "150000,300000", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| base-300k | 2 | 150,000 | 0.150 (0.10..0.20)" in table  # the last evaluation at or before 150k, over the seeds
+    assert "| skip_dropout-300k | 1 | 300,000 | 0.600 (0.60..0.60)" in table
+    assert out.stat().st_size > 20_000 and json.loads((tmp_path / "curves.json").read_text())["rows"]
+    assert training_curves.group_name(str(tmp_path / "long" / "seed1")) == "long"
