@@ -75,6 +75,15 @@ def draw(pipe, data, out: str, seed: int) -> None:
         "concept_labels": concept_map["labels"]})
 
 
+def training_config(run_dir: str) -> dict:
+    """The configuration the run in `run_dir` trained with (its run.json), or `RELEASE_TRAINING` for older runs."""
+    path = os.path.join(run_dir, "run.json")
+    if os.path.isfile(path):
+        with open(path) as file:
+            return json.load(file).get("config", RELEASE_TRAINING)
+    return RELEASE_TRAINING
+
+
 def write_release(pipeline_dir: str, out: str, seed: int) -> dict:
     from concept_diffusion import ConceptDiffusionPipeline
     from concept_diffusion.atomic import atomic_directory, write_json
@@ -93,7 +102,8 @@ def write_release(pipeline_dir: str, out: str, seed: int) -> dict:
             shutil.copyfile(log, os.path.join(staging, "training_log.jsonl"))
         write_json(os.path.join(staging, "metrics.json"), {**scores, "protocol": "disentanglement_lib defaults (exact)", "seed": seed})
         card = render_model_card(pipe, "your-name/encdiff-shapes3d-procedural", metrics=scores, dataset=DATA,
-                                 training_config=RELEASE_TRAINING, swap_grid="swap.png", traversal_grid="traversal.png",
+                                 training_config=training_config(os.path.dirname(os.path.normpath(pipeline_dir))),
+                                 swap_grid="swap.png", traversal_grid="traversal.png",
                                  concept_factor_map="concept_factor_map.png")
         card.save(os.path.join(staging, "README.md"))
     return scores

@@ -343,7 +343,7 @@ def finalize(parts: EncDiffParts, config: TrainingConfig, loop: LoopResult, grou
         write_json(os.path.join(config.output_dir, "run.json"), {
             **record, "num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
             "device": torch.cuda.get_device_name(accelerator.device) if accelerator.device.type == "cuda" else accelerator.device.type,
-            "replica_digests": replica_digests, "pipeline": pipeline_dir, "checkpoint": last_checkpoint})
+            "replica_digests": replica_digests, "pipeline": pipeline_dir, "checkpoint": last_checkpoint, "config": config.to_dict()})
         plot_curves(log_path, os.path.join(config.output_dir, "curves.png"))
     accelerator.wait_for_everyone()
     accelerator.end_training()
