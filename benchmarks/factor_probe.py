@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 BATCH = 64
 PROBE_WIDTH = 64  # the `cpu` preset's encoder width
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def parse_args(argv=None):
@@ -77,7 +78,9 @@ def as_model_input(images: np.ndarray) -> torch.Tensor:
 @torch.no_grad()
 def test_accuracy(probe: FactorProbe, images: torch.Tensor, factors: np.ndarray) -> np.ndarray:
     probe.eval()
-    logits = [torch.cat(parts) for parts in zip(*(probe(images[i : i + 500]) for i in range(0, len(images), 500)))]
+    device = next(probe.parameters()).device
+    chunks = (probe(images[i : i + 500].to(device)) for i in range(0, len(images), 500))
+    logits = [torch.cat(parts).cpu() for parts in zip(*chunks)]
     probe.train()
     return np.array([(head.argmax(dim=1).numpy() == factors[:, k]).mean() for k, head in enumerate(logits)])
 
@@ -88,7 +91,7 @@ def train_probe(data, args, keep_model: bool = False) -> dict:
     from tqdm.auto import tqdm
 
     torch.manual_seed(args.seed)
-    probe = FactorProbe(data.image_size, data.factor_sizes)
+    probe = FactorProbe(data.image_size, data.factor_sizes).to(DEVICE)
     optimizer = torch.optim.Adam(probe.parameters(), lr=args.learning_rate)
     test_factors, test_images = data.sample(args.test, np.random.RandomState(args.seed + 1))
     test_images = as_model_input(test_images)
@@ -98,8 +101,8 @@ def train_probe(data, args, keep_model: bool = False) -> dict:
     curve, started = [], time.monotonic()
     for step in tqdm(range(1, steps + 1), desc=f"probe at {data.image_size}x{data.image_size}", unit="step"):
         factors, images = data.sample(BATCH, train_rng)
-        targets = torch.from_numpy(factors)
-        loss = sum(F.cross_entropy(logits, targets[:, k]) for k, logits in enumerate(probe(as_model_input(images))))
+        targets = torch.from_numpy(factors).to(DEVICE)
+        loss = sum(F.cross_entropy(logits, targets[:, k]) for k, logits in enumerate(probe(as_model_input(images).to(DEVICE))))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

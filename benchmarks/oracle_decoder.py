@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from factor_probe import BATCH as PROBE_BATCH
-from factor_probe import as_model_input, test_accuracy, train_probe
+from factor_probe import DEVICE, as_model_input, test_accuracy, train_probe
 
 BATCH = 32
 
@@ -60,7 +60,7 @@ def oracle_pipeline(data, seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         encoder = ConceptEncoder(sample_size=config.sample_size, num_concepts=data.num_factors, token_dim=config.token_dim, width=config.width)
-    return ConceptDiffusionPipeline(concept_encoder=encoder, unet=preset.unet, scheduler=preset.scheduler)
+    return ConceptDiffusionPipeline(concept_encoder=encoder, unet=preset.unet, scheduler=preset.scheduler).to(DEVICE)
 
 
 @torch.no_grad()
@@ -98,7 +98,8 @@ def train_oracle(pipe, probe, data, args) -> list:
     for step in tqdm(range(1, steps + 1), desc="UNet on oracle concepts", unit="step"):
         factors, images = data.sample(BATCH, rng)
         tokens = pipe.concept_encoder.concepts_to_tokens(oracle_concepts(factors, data.factor_sizes))
-        loss = diffusion_loss(pipe.unet, noise_scheduler, as_model_input(images), tokens, step_generator(args.seed, step), config)
+        loss = diffusion_loss(pipe.unet, noise_scheduler, as_model_input(images).to(DEVICE), tokens,
+                              step_generator(args.seed, step, device=DEVICE), config)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step(), lr_scheduler.step(), optimizer.zero_grad(set_to_none=True)
