@@ -109,6 +109,22 @@ def pipe():
     return pipe
 
 
+SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "models",
+                             "encdiff-shapes3d-procedural")
+
+
+def shipped_concept(factor: str) -> int:
+    """The shipped model's concept that carries `factor` most (normalised MI in its concept_factor_map.json), so that
+    tests editing a hue keep working when the model is retrained and its concepts come out in another order."""
+    import json
+
+    with open(os.path.join(SHIPPED_MODEL, "concept_factor_map.json")) as file:
+        concept_map = json.load(file)
+    column = concept_map["factors"].index(factor)
+    return max(range(len(concept_map["normalised_mutual_information"])),
+               key=lambda concept: concept_map["normalised_mutual_information"][concept][column])
+
+
 @pytest.fixture(scope="module")
 def shipped_pipe():
     """The trained model we ship (examples/models/, 10 concepts, 32x32, pixel space), progress bars off.
@@ -117,12 +133,9 @@ def shipped_pipe():
     an edit to show: an untrained model barely reads its concepts, and whether its 8-bit output moves at all
     depends on the CPU's float bits.
     """
-    from pathlib import Path
-
     from concept_diffusion import ConceptDiffusionPipeline
 
-    folder = Path(__file__).resolve().parents[1] / "examples" / "models" / "encdiff-shapes3d-procedural"
-    pipe = ConceptDiffusionPipeline.from_pretrained(folder)
+    pipe = ConceptDiffusionPipeline.from_pretrained(SHIPPED_MODEL)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -8,6 +8,7 @@ import socket
 import numpy as np
 import PIL.Image
 import pytest
+from conftest import shipped_concept
 
 
 def _browser_missing():
@@ -126,7 +127,7 @@ def test_uploading_an_image_fills_the_sliders(browser_page, editor, image_files)
     np.testing.assert_array_equal(shown_image(page, "#edit-output img"), as_8bit(editor.decode(editor.encode(read(image_files[0])))))
 
 
-EDITED_CONCEPT = 0  # carries the wall hue in the shipped model
+EDITED_CONCEPT = shipped_concept("wall_hue")
 TOP = 0.9  # the slider test clicks near the end of the slider: somewhere in its top tenth
 MIN_CHANGE = 2.0  # mean change of the 8-bit image, in levels of 255, that the slider's edit must make
 

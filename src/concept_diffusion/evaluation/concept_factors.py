@@ -42,8 +42,9 @@ def concept_factor_map(codes: np.ndarray, factors: np.ndarray, seed: int = 0) ->
     return normalised, accuracy
 
 
-def map_concepts(pipe, data, num_points: int = 3000, seed: int = 0) -> dict:
-    """Encode `num_points` random images of `data` with `pipe` and map its concepts to the data's factors.
+def map_concepts(model, data, num_points: int = 3000, seed: int = 0) -> dict:
+    """Encode `num_points` random images of `data` with `model` (a pipeline, a concept encoder, or anything
+    `evaluate` takes) and map its concepts to the data's factors.
 
     Returns `{"factors": names, "normalised_mutual_information": (N, K), "accuracy": (K,), "labels": [...]}`,
     where `labels` names the factor each concept carries most (`concept_labels`).
@@ -52,8 +53,14 @@ def map_concepts(pipe, data, num_points: int = 3000, seed: int = 0) -> dict:
         >>> concept_map = map_concepts(pipe, load_ground_truth("shapes3d-procedural", image_size=32))
         >>> concept_map["labels"]          # e.g. ['wall_hue', 'object_hue', 'floor_hue', ...]
     """
+    from concept_diffusion.evaluation.evaluate import representation_function
+
     factors, images = data.sample(num_points, np.random.RandomState(seed))
-    codes = np.concatenate([pipe.encode(images[i : i + 256]).cpu().numpy() for i in range(0, len(images), 256)])
+    representation_fn, restore = representation_function(model)
+    try:
+        codes = representation_fn(images)
+    finally:
+        restore()
     normalised, accuracy = concept_factor_map(codes, factors, seed)
     names = list(data.factor_names)
     return {"factors": names, "normalised_mutual_information": normalised, "accuracy": accuracy,
