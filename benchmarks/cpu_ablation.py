@@ -53,6 +53,8 @@ ARMS = {
     "adagn": (["--conditioning", "adagn"], {}),
     # The encoder learns 3x faster than the UNet.
     "encoder_lr_x3": (["--encoder-lr-multiplier", "3"], {}),
+    # Both changes that give the object room and reason to be encoded: 20 concepts (the paper's N) and Skip Dropout.
+    "concepts_20_skip_dropout": (["--skip-dropout", "0.2"], {"concept_encoder": {"num_concepts": 20}}),
     # 64x64 pixels: the preset with a 64x64 level in front, so that the 32, 16 and 8 levels keep their channels.
     "pixels_64x64": ([], {"concept_encoder": {"sample_size": 64},
                           "unet": {"sample_size": 64, "block_out_channels": [16, 16, 32, 64],
@@ -81,7 +83,8 @@ def parse_args(argv=None):
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     parser.add_argument("--arms", default="base,uniform_t", help=f"comma-separated, from {', '.join(ARMS)}")
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--images", type=int, default=32000, help="images per run (batch 32)")
+    parser.add_argument("--images", type=int, default=32000, help="images per run")
+    parser.add_argument("--batch-size", type=int, default=BATCH, help=f"images per step (the `cpu` preset's {BATCH} unless changed)")
     parser.add_argument("--parallel", type=int, default=min(2, os.cpu_count() or 1), help="runs at once, one core each")
     parser.add_argument("--first-core", type=int, default=0, help="the runs use cores first-core .. first-core + parallel - 1")
     parser.add_argument("--report", action="store_true", help="only report the recorded runs (see above)")
@@ -99,8 +102,8 @@ def parse_args(argv=None):
     if unknown or not args.arms:
         parser.error(f"--arms: unknown {unknown or 'empty list'}; choose from {', '.join(ARMS)}")
     args.seeds = [int(seed) for seed in args.seeds.split(",")]
-    if args.images < BATCH:
-        parser.error(f"--images must be at least one batch ({BATCH})")
+    if args.images < args.batch_size:
+        parser.error(f"--images must be at least one batch ({args.batch_size})")
     return args
 
 
@@ -154,8 +157,8 @@ def train_small_first_stage(work_dir: str, minutes: float) -> str:
 
 
 def one_core(command: list, core: int) -> list:
-    """The command pinned to `core` with one thread (two runs on two cores never share one)."""
-    return ["taskset", "-c", str(core), "env", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", "NUMBA_NUM_THREADS=1", *command]
+    """The command pinned to `core` (modulo the machine's cores) with one thread (two runs on two cores never share one)."""
+    return ["taskset", "-c", str(core % (os.cpu_count() or 1)), "env", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", "NUMBA_NUM_THREADS=1", *command]
 
 
 def run_all(jobs: list, parallel: int, first_core: int = 0) -> None:
@@ -186,9 +189,10 @@ def ground_truth(image_size: int):
     return load_ground_truth("shapes3d-procedural", image_size=image_size)
 
 
-def run_folder(work_dir: str, arm: str, seed: int, images: int) -> str:
-    """The run's folder; budgets other than the first ablation's 20,000 images are part of the name."""
-    return os.path.join(work_dir, f"{arm}-seed{seed}" + ("" if images == 20000 else f"-{images // 1000}k"))
+def run_folder(work_dir: str, arm: str, seed: int, images: int, batch_size: int = BATCH) -> str:
+    """The run's folder; budgets other than the first ablation's 20,000 images, and batches other than 32, are in the name."""
+    return os.path.join(work_dir, f"{arm}-seed{seed}" + ("" if images == 20000 else f"-{images // 1000}k")
+                        + ("" if batch_size == BATCH else f"-batch{batch_size}"))
 
 
 def map_run(run: dict, work_dir: str) -> bool:
@@ -220,7 +224,8 @@ def report(args) -> int:
             write_json(args.out, recorded)  # after each run, so an interrupted report keeps what it mapped
     groups = {}
     for run in recorded["runs"]:
-        groups.setdefault((run["arm"], run["images"], run.get("hardware", CPU_CORE)), []).append(run)
+        arm = run["arm"] if run.get("batch_size", BATCH) == BATCH else f"{run['arm']}, batch {run['batch_size']}"
+        groups.setdefault((arm, run["images"], run.get("hardware", CPU_CORE)), []).append(run)
     print("| arm | images | trained on | seeds | " + " | ".join(HEADLINE.values())
           + " | " + " | ".join(f"{name} acc." for name in TABLE_FACTORS) + " | ms/image per run |")
     print("|---|---:|---|---:|" + "---|" * (len(HEADLINE) + len(TABLE_FACTORS)) + "---:|")
@@ -280,8 +285,7 @@ def merged_results(path: str, results: list) -> dict:
             runs = json.load(file)["runs"]
     fresh = {(r["arm"], r["seed"], r["images"]) for r in results}
     runs = [r for r in runs if (r["arm"], r["seed"], r["images"]) not in fresh] + results
-    return {"arms": {arm: {"flags": flags, "configs": configs} for arm, (flags, configs) in ARMS.items()}, "batch_size": BATCH,
-            "runs": runs}
+    return {"arms": {arm: {"flags": flags, "configs": configs} for arm, (flags, configs) in ARMS.items()}, "runs": runs}
 
 
 SCORE = """
@@ -300,7 +304,7 @@ def train_commands(args, runs: list) -> list:
         args.vae = train_small_first_stage(args.work_dir, args.first_stage_minutes)
     presets = {arm: arm_preset(arm, args.work_dir, args.vae) for arm in args.arms}
     flags = {arm: [flag.replace("{vae}", str(args.vae and os.path.abspath(args.vae))) for flag in ARMS[arm][0]] for arm in args.arms}
-    common = ["--data", "shapes3d-procedural", "--max-steps", str(args.images // BATCH), "--batch-size", str(BATCH),
+    common = ["--data", "shapes3d-procedural", "--max-steps", str(args.images // args.batch_size), "--batch-size", str(args.batch_size),
               "--eval-every", str(args.eval_every), "--eval-samples", str(args.eval_samples), "--eval-final", "false",
               "--checkpoint-every", "0", "--report-to", "none"]
     if args.max_minutes is not None:
@@ -334,7 +338,7 @@ def main(argv=None) -> int:
     if args.report:
         return report(args)
     os.makedirs(args.work_dir, exist_ok=True)
-    runs = [(arm, seed, run_folder(args.work_dir, arm, seed, args.images)) for arm in args.arms for seed in args.seeds]
+    runs = [(arm, seed, run_folder(args.work_dir, arm, seed, args.images, args.batch_size)) for arm in args.arms for seed in args.seeds]
     for _, _, folder in runs:
         if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, "run.json")):
             shutil.rmtree(folder)  # an unfinished run starts again from scratch
@@ -354,7 +358,8 @@ def main(argv=None) -> int:
             run = json.load(file)
         with open(folder + ".scores.json") as file:
             scores = json.load(file)
-        results.append({"arm": arm, "seed": seed, "images": run["images_seen"], "seconds": run["seconds"], "folder": os.path.abspath(folder),
+        results.append({"arm": arm, "seed": seed, "images": run["images_seen"], "batch_size": args.batch_size, "seconds": run["seconds"],
+                        "folder": os.path.abspath(folder),
                         "ms_per_image_one_core": round(1000 * run["seconds"] / run["images_seen"], 2), "scores": scores,
                         "command": command, "train_wall_seconds_of_batch": round(train_seconds, 1), "hardware": hardware(run)})
     print_batch(results, args.arms)

@@ -4,21 +4,21 @@
 #      each for at most MINUTES, with the trainer's fast FactorVAE / DCI and per-factor accuracy every EVAL_IMAGES
 #      images (the curves that compare the arms at equal images);
 #   2. beside them, the latent arm (its small first stage first, then its two seeds), the oracle decoder
-#      (oracle_decoder.py) and the candidate recipe (LONG_FLAGS) at batch LONG_BATCH, two seeds, to LONG_IMAGES
+#      (oracle_decoder.py) and the candidate recipes (LONG_ARMS, LONG_SEEDS) at batch LONG_BATCH to LONG_IMAGES
 #      images: the paper's budget;
 #   3. the run folders packed into RESULTS_DIR/recipe_runs.tar (logs, final concept encoders, whole pipelines of the
 #      long runs), to be scored with the exact metrics elsewhere (`cpu_ablation.py` with the same arguments, without
 #      --no-score, on the unpacked folders).
 #
 #   RESULTS_DIR=$OUT bash benchmarks/gpu_recipe.sh
-#   DEVICE=cpu ARMS=base SEEDS=0 LATENT_ARM= IMAGES=64 LONG_IMAGES=64 LONG_BATCH=32 EVAL_IMAGES=1000000 \
+#   DEVICE=cpu ARMS=base SEEDS=0 LATENT_ARM= IMAGES=64 LONG_ARMS=skip_dropout LONG_IMAGES=64 LONG_BATCH=32 EVAL_IMAGES=1000000 \
 #       EVAL_SAMPLES=64 ORACLE_IMAGES=64 ORACLE_PROBE_IMAGES=64 ORACLE_TEST=4 bash benchmarks/gpu_recipe.sh   # CPU smoke (tests/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS_DIR=${RESULTS_DIR:-outputs/gpu_recipe_results}
 WORK_DIR=${WORK_DIR:-outputs/gpu_recipe}
 DEVICE=${DEVICE:-cuda}
-ARMS=${ARMS:-base,skip_dropout,adagn,encoder_lr_x3,pixels_64x64}
+ARMS=${ARMS:-base,skip_dropout,adagn,pixels_64x64,concepts_20}
 LATENT_ARM=${LATENT_ARM-latent_64x64}
 SEEDS=${SEEDS:-0,1}
 IMAGES=${IMAGES:-1000000}
@@ -29,9 +29,11 @@ FIRST_STAGE_MINUTES=${FIRST_STAGE_MINUTES:-1.5}
 ORACLE_IMAGES=${ORACLE_IMAGES:-300000}
 ORACLE_PROBE_IMAGES=${ORACLE_PROBE_IMAGES:-100000}
 ORACLE_TEST=${ORACLE_TEST:-500}
-LONG_FLAGS=${LONG_FLAGS:---skip-dropout 0.2}
+LONG_ARMS=${LONG_ARMS:-skip_dropout,concepts_20_skip_dropout}
+LONG_SEEDS=${LONG_SEEDS:-0}
 LONG_BATCH=${LONG_BATCH:-128}
 LONG_IMAGES=${LONG_IMAGES:-1500000}
+LONG_EVAL_IMAGES=${LONG_EVAL_IMAGES:-250000}
 mkdir -p "$RESULTS_DIR" "$WORK_DIR"
 if [ "$DEVICE" = cuda ]; then
     python -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU visible'; print(torch.cuda.get_device_name(0), torch.__version__)"
@@ -62,15 +64,14 @@ on_core "$core" python benchmarks/oracle_decoder.py --images "$ORACLE_IMAGES" --
     --out "$RESULTS_DIR/oracle_decoder.json" >"$RESULTS_DIR/oracle_decoder.log" 2>&1 &
 pids+=($!)
 core=$(( core + 1 ))
-for seed in "${seed_list[@]}"; do
-    # shellcheck disable=SC2086
-    on_core "$core" python -m concept_diffusion.cli train --preset cpu --data shapes3d-procedural \
-        --batch-size "$LONG_BATCH" --max-steps "$(steps "$LONG_IMAGES" "$LONG_BATCH")" --max-minutes "$MINUTES" --seed "$seed" \
-        --eval-every "$(steps "$EVAL_IMAGES" "$LONG_BATCH")" --eval-samples "$EVAL_SAMPLES" --checkpoint-every 0 --report-to none \
-        --output-dir "$WORK_DIR/long/seed$seed" $LONG_FLAGS >"$RESULTS_DIR/long_seed$seed.log" 2>&1 &
-    pids+=($!)
-    core=$(( core + 1 ))
-done
+IFS=, read -ra long_list <<<"$LONG_ARMS"
+IFS=, read -ra long_seed_list <<<"$LONG_SEEDS"
+python benchmarks/cpu_ablation.py --arms "$LONG_ARMS" --seeds "$LONG_SEEDS" --images "$LONG_IMAGES" --batch-size "$LONG_BATCH" \
+    --parallel "$(( ${#long_list[@]} * ${#long_seed_list[@]} ))" --first-core "$core" \
+    --eval-every "$(steps "$LONG_EVAL_IMAGES" "$LONG_BATCH")" --eval-samples "$EVAL_SAMPLES" --max-minutes "$MINUTES" --no-score \
+    --work-dir "$WORK_DIR/long" >"$RESULTS_DIR/long.log" 2>&1 &
+pids+=($!)
+core=$(( core + ${#long_list[@]} * ${#long_seed_list[@]} ))
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 echo "trained in $(( $(date +%s) - started )) s on $core cores (exit $status)"
@@ -81,6 +82,6 @@ fi
 
 # 3. Pack what scoring and the curves need (checkpoints stay behind: optimizer states are most of their size).
 tar -cf "$RESULTS_DIR/recipe_runs.tar" -C "$WORK_DIR" --exclude='checkpoints' --exclude='logs' --exclude='arms/*/pipeline/unet' \
-    --exclude='arms/presets' --exclude='*/samples/swap_0*' .
+    --exclude='*/presets' --exclude='*/samples/swap_0*' .
 ls -la "$RESULTS_DIR"
 exit $status

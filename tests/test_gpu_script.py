@@ -24,7 +24,8 @@ def test_gpu_benchmark_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path):
 
 
 def test_gpu_recipe_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path):
-    env = {**os.environ, "DEVICE": "cpu", "ARMS": "base", "SEEDS": "0", "LATENT_ARM": "", "IMAGES": "64", "LONG_IMAGES": "64",
+    env = {**os.environ, "DEVICE": "cpu", "ARMS": "base", "SEEDS": "0", "LATENT_ARM": "", "IMAGES": "64", "LONG_ARMS": "skip_dropout",
+           "LONG_IMAGES": "64",
            "LONG_BATCH": "32", "EVAL_IMAGES": "1000000", "EVAL_SAMPLES": "64", "ORACLE_IMAGES": "64", "ORACLE_PROBE_IMAGES": "64",
            "ORACLE_TEST": "4",
            "RESULTS_DIR": str(tmp_path / "results"), "WORK_DIR": str(tmp_path / "work"),
@@ -36,6 +37,6 @@ def test_gpu_recipe_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path):
     with tarfile.open(tmp_path / "results" / "recipe_runs.tar") as packed:
         names = packed.getnames()
     assert "./arms/base-seed0-0k/pipeline/concept_encoder/diffusion_pytorch_model.safetensors" in names  # what scoring needs
-    assert "./long/seed0/pipeline/unet/diffusion_pytorch_model.safetensors" in names  # the long runs whole
+    assert "./long/skip_dropout-seed0-0k/pipeline/unet/diffusion_pytorch_model.safetensors" in names  # the long runs whole
     assert not any("checkpoints" in name or "arms/base-seed0-0k/pipeline/unet" in name for name in names)
     assert json.loads((tmp_path / "results" / "oracle_decoder.json").read_text())["rendered"]
