@@ -90,10 +90,29 @@ def continue_run(accelerator, config, resume_path: Optional[str], resume_state: 
 
 
 def step_loader(dataset, config, accelerator, step: int):
-    """The batches from optimizer step `step` on, this process's slice of each."""
+    """The batches from optimizer step `step` on, this process's slice of each (each worker with one thread:
+    `batch_loader`); the main process keeps the cores they leave (`leave_cores_to_workers`)."""
+    leave_cores_to_workers(accelerator.device, config.num_workers)
     return batch_loader(dataset, config.batch_size, config.seed, start=step * config.gradient_accumulation_steps,
                         num_workers=config.num_workers, num_processes=accelerator.num_processes,
                         process_index=accelerator.process_index)
+
+
+def leave_cores_to_workers(device, num_workers: int) -> int:
+    """On a GPU, lower this process's torch threads to the cores its loader workers leave; returns the count.
+
+    There the main process only queues kernels (and checks each batch on the host), and a full-size pool
+    beside busy workers makes its parallel regions wait for descheduled threads. The cores are shared
+    among the processes on this node (`LOCAL_WORLD_SIZE`). On a CPU the step's arithmetic runs in the
+    main process while the workers mostly wait (a batch renders in a fraction of a step), so it keeps its threads.
+    """
+    threads = torch.get_num_threads()
+    if num_workers and torch.device(device).type != "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = min(threads, max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - num_workers))
+        torch.set_num_threads(threads)
+    logger.info("main process: %d torch threads; %d loader workers with one BLAS and one torch thread each", threads, num_workers)
+    return threads
 
 
 def open_log(accelerator, config):
