@@ -126,6 +126,28 @@ def plain_model(accelerator, model: torch.nn.Module) -> torch.nn.Module:
     return accelerator.unwrap_model(model, keep_torch_compile=False)
 
 
+def compile_mode(device, num_processes: int = 1, gradient_accumulation_steps: int = 1) -> str:
+    """torch.compile's mode for `--compile`: "reduce-overhead" (CUDA graphs) on one GPU without gradient
+    accumulation, else "default". A CPU has no CUDA graphs; with accumulation a replay would reuse the memory
+    of gradients still being summed; several processes (DDP's gradient hooks) are not tried with graphs."""
+    one_gpu = torch.device(device).type == "cuda" and num_processes == 1
+    return "reduce-overhead" if one_gpu and gradient_accumulation_steps == 1 else "default"
+
+
+def compile_models(models: list, device, num_processes: int = 1, gradient_accumulation_steps: int = 1) -> list:
+    """`models` (as `accelerator.prepare` returned them) wrapped by torch.compile in `compile_mode`.
+
+    Only the training step calls the wrappers: `plain_model` unwraps them for sampling, scoring and saving,
+    which run uncompiled (in eval mode, at other batch sizes). Models already compiled by
+    `accelerate launch --dynamo_backend` stay as they are.
+    """
+    from accelerate.utils import is_compiled_module
+
+    mode = compile_mode(device, num_processes, gradient_accumulation_steps)
+    logger.info("torch.compile (mode %r) of %d models: the first steps compile", mode, len(models))
+    return [model if is_compiled_module(model) else torch.compile(model, mode=mode) for model in models]
+
+
 def images_to_device(batch: dict, device, source: str) -> torch.Tensor:
     """The batch's images on `device`, checked on the host first (where the check costs no device sync):
     the encoder does not look for NaN or infinite pixels itself."""
