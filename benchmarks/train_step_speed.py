@@ -388,6 +388,7 @@ def prepare(args, device):
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as the trainer sets it (`make_accelerator`)
     config, pipe, ground_truth, warm_up, loaders = prepare(args, device)
     threads = thread_settings(device, args.num_workers)
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
