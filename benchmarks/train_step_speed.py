@@ -399,7 +399,7 @@ def main(argv=None) -> int:
         "data_warm_up_seconds": warm_up})
     print(f"{args.preset} on {device_name}, torch {torch.__version__}, batch {config.batch_size}, {args.num_workers} workers")
     print_threads(threads)
-    batches = max(50, 8 * args.num_workers)
+    batches = max(8 * args.num_workers, -(-20000 // config.batch_size))  # past the workers' prefetched batches
     run.result["loader_images_per_second"] = {name: loader_speed(loader, batches) for name, loader in loaders.items()}
     run.save()
     if args.encode_model and not run.out_of_time("encoding"):

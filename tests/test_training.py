@@ -223,7 +223,8 @@ def test_compiled_models_are_saved_as_plain_diffusers_models(fresh_accelerate_st
 
 
 def test_compile_trains_the_same_function_and_saves_plain_models(tmp_path, vae_dir, fresh_accelerate_state):
-    # About 70 s on 2 quiet CPU cores, nearly all of it torch.compile (inductor) compiling the tiny models' first step.
+    # About 2 minutes on 2 quiet CPU cores (118 s with a cold inductor cache), nearly all of it torch.compile
+    # (inductor) compiling the tiny models' first step.
     from torch._dynamo.utils import counters
 
     from concept_diffusion.cli.train import train_config

@@ -166,7 +166,7 @@ class TrainingConfig:
     """torch.compile the concept encoder and the UNet for training; the saved pipeline holds the plain models.
     On one GPU without gradient accumulation in mode "reduce-overhead": CUDA graphs replay each forward and
     backward with one launch, so the host no longer sets the pace. Elsewhere in the default mode. The first
-    steps compile (about 70 s for the `tiny` preset on 2 CPU cores); it pays in long runs."""
+    steps compile (about 2 minutes for the `tiny` or the `cpu` preset on 2 CPU cores); it pays in long runs."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
