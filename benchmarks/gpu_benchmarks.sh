@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Every GPU number in benchmarks/RESULTS.md, in one command for one GPU session. PARTS picks what runs
 # (default: loop,efficiency,first_stage):
-#   loop         how fast the training loop and evaluate feed the GPU (train_step_speed.py; about 150 s on one
-#                H200): for each of LOOP_PRESETS (the `cpu` preset at batch 256, the paper-size `shapes3d` at
+#   loop         how fast the training loop and evaluate feed the GPU (train_step_speed.py; an estimated 150-200 s
+#                on one H200, not yet run there): for each of LOOP_PRESETS (the `cpu` preset at batch 256, the paper-size `shapes3d` at
 #                128), the loop at main e6c087c and now (loader workers with one BLAS and one torch thread,
 #                torch.compile with CUDA graphs), in fp32 and bf16: images/s, host ms/step, ops/step and the
 #                loader alone; and evaluate's encoding of the shipped `cpu`-preset model and of an untrained
-#                `shapes3d` pipeline. Each preset stops starting measurements after LOOP_SECONDS, in the order
-#                of LOOP_VARIANTS (the fp32 compile last).
+#                `shapes3d` pipeline. Each preset stops starting measurements LOOP_SECONDS after its setup (a
+#                compile already started finishes), in the order of LOOP_VARIANTS: before and after uncompiled,
+#                then compiled in bf16 and fp32 (tens of seconds of compiling each), then the rest (last: compiled
+#                without CUDA graphs, which runs only if time is left, e.g. when the CUDA-graph variants failed).
 #   efficiency   the faithful `shapes3d` preset end to end (train_efficiency.py): stage 1 (the VQ first stage,
 #                VAE_STEPS steps), then EncDiff with the released recipe for TRAIN_MINUTES minutes, then the
 #                beta-VAE and beta-TCVAE baselines on the same images, all scored by the same metrics;
@@ -15,7 +17,7 @@
 # Results (JSON) go to RESULTS_DIR (default benchmarks/results); logs beside them. Nothing needs the network.
 #
 #   bash benchmarks/gpu_benchmarks.sh                                   # one CUDA GPU, everything
-#   PARTS=loop RESULTS_DIR=$OUT bash benchmarks/gpu_benchmarks.sh       # the loop alone (~150 s)
+#   PARTS=loop RESULTS_DIR=$OUT bash benchmarks/gpu_benchmarks.sh       # the loop alone (150-200 s)
 #   TRAIN_MINUTES=4 VAE_STEPS=3000 RESULTS_DIR=$OUT bash benchmarks/gpu_benchmarks.sh
 #   DEVICE=cpu PRESET=tiny TRAIN_MINUTES=0.1 VAE_STEPS=4 LOOP_PRESETS=tiny:8:tiny LOOP_STEPS=2 LOOP_VARIANTS=e6c087c,after \
 #       BATCH_SIZE=8 MIXED_PRECISION=no WORKERS=0 bash benchmarks/gpu_benchmarks.sh   # the CPU smoke test (tests/)
@@ -36,11 +38,11 @@ BATCH_SIZE=${BATCH_SIZE:-128}
 WORKERS=${WORKERS:-12}
 MIXED_PRECISION=${MIXED_PRECISION:-bf16}
 LOOP_PRESETS=${LOOP_PRESETS:-cpu:256:examples/models/encdiff-shapes3d-procedural shapes3d:128:shapes3d}
-LOOP_VARIANTS=${LOOP_VARIANTS:-e6c087c,after,after + compile + bf16,after + bf16,e6c087c + bf16,after + compile}
+LOOP_VARIANTS=${LOOP_VARIANTS:-e6c087c,after,after + compile + bf16,after + compile,after + bf16,e6c087c + bf16,after + compile (no CUDA graphs) + bf16}
 LOOP_STEPS=${LOOP_STEPS:-20}
 LOOP_ROUNDS=${LOOP_ROUNDS:-2}
 LOOP_PHASE_STEPS=${LOOP_PHASE_STEPS:-5}
-LOOP_SECONDS=${LOOP_SECONDS:-55}
+LOOP_SECONDS=${LOOP_SECONDS:-50}
 ENCODE_IMAGES=${ENCODE_IMAGES:-50000}
 WORK_DIR=${WORK_DIR:-outputs/gpu_benchmarks}
 WHEEL_DIR=${WHEEL_DIR:-outputs/whl}

@@ -25,7 +25,8 @@ Variants (on a GPU all but 2026-11-27 with TF32, the trainer's default; the olde
   after        the trainer now: workers with one BLAS and one torch thread, the main process with the
                cores they leave (on a GPU; a CPU keeps all, see `leave_cores_to_workers`)
   + bf16       bf16 autocast;  + compile: encoder and UNet as `--compile` compiles them (CUDA graphs on a
-               GPU), its compile time (the first 3 steps) reported apart;  + channels_last
+               GPU), its compile time (the first 3 steps) reported apart; + compile (no CUDA graphs): in
+               torch.compile's default mode, the fallback should CUDA graphs fail;  + channels_last
 `--max-seconds` skips what would start after that many seconds, so list the variants most important
 first; the JSON is rewritten after every measurement, and a variant that fails is recorded, not fatal.
 
@@ -62,6 +63,8 @@ class Variant:
     """"2026-11-27", "e6c087c" or "after": the step's code, the loader's and the main process's threads."""
     bf16: bool = False
     compiled: bool = False
+    cuda_graphs: bool = True
+    """With `compiled`: as `--compile` compiles (CUDA graphs on a GPU), or False for torch.compile's default mode."""
     channels_last: bool = False
 
 
@@ -73,6 +76,7 @@ VARIANTS = {
     "after + bf16": Variant(bf16=True),
     "after + compile": Variant(compiled=True),
     "after + compile + bf16": Variant(compiled=True, bf16=True),
+    "after + compile (no CUDA graphs) + bf16": Variant(compiled=True, cuda_graphs=False, bf16=True),
     "after + channels_last": Variant(channels_last=True),
 }
 # Host calls that queue work on a GPU (runtime and driver API names in torch's profiler).
@@ -139,8 +143,10 @@ class Setup:
             for model in (self.encoder, self.unet, self.vae):
                 if model is not None:
                     model.to(memory_format=torch.channels_last)
-        if variant.compiled:
+        if variant.compiled and variant.cuda_graphs:
             self.encoder, self.unet = compile_models([self.encoder, self.unet], device)
+        elif variant.compiled:
+            self.encoder, self.unet = torch.compile(self.encoder), torch.compile(self.unet)
         self.compile_seconds = None
 
     def step(self, batch: dict) -> int:
