@@ -4,6 +4,8 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from concept_diffusion.data.threads import one_thread_per_worker
+
 
 def to_model_range(images_uint8: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, C) -> float32 (B, C, H, W) in [-1, 1], the range the diffusion models use."""
@@ -58,4 +60,5 @@ def make_dataloader(data, batch_size: int, shuffle: bool = True, num_workers: in
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
+        worker_init_fn=one_thread_per_worker,
     )

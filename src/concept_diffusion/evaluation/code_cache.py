@@ -81,11 +81,12 @@ class CodeCache:
         """Render and encode the images at `indices` (any order, repeats allowed) not encoded yet.
 
         The next chunk is rendered in a thread while the current one is encoded: rendering is
-        numpy and encoding torch, both of which release the GIL.
+        numpy and encoding torch, both of which release the GIL. The thread renders with one BLAS
+        and one torch thread (`rendering_thread`), so that it does not crowd the encoder's.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
         from tqdm.auto import tqdm
+
+        from concept_diffusion.data.threads import rendering_thread
 
         needed = np.unique(np.asarray(indices, dtype=np.int64))
         needed = needed[~self._known[needed]]
@@ -94,7 +95,7 @@ class CodeCache:
         chunks = [needed[start : start + RENDER_CHUNK] for start in range(0, needed.size, RENDER_CHUNK)]
         show = self.progress and len(chunks) > 1
         with tqdm(total=int(needed.size), desc="encoding distinct images", unit="img", unit_scale=True,
-                  disable=not show, leave=False) as bar, ThreadPoolExecutor(1) as renderer:
+                  disable=not show, leave=False) as bar, rendering_thread() as renderer:
             images = renderer.submit(self.data.images, chunks[0])
             for number, chunk in enumerate(chunks):
                 observations = images.result()

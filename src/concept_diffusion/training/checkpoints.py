@@ -20,7 +20,7 @@ CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)")
 RESUMABLE_FIELDS = {
     "output_dir", "resume", "max_steps", "max_minutes", "eval_every", "eval_metrics", "eval_samples",
     "sample_steps", "checkpoint_every", "checkpoints_total_limit", "report_to", "log_every", "push_to_hub",
-    "num_workers", "allow_tf32", "eval_final",
+    "num_workers", "allow_tf32", "eval_final", "compile",
 }
 
 

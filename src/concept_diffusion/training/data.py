@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from concept_diffusion.data.ground_truth import ImageShape
+from concept_diffusion.data.threads import one_thread_per_worker
 
 # Metrics that fix one factor and draw the others, so need an image for every combination.
 GRID_METRICS = ("factor_vae", "beta_vae")
@@ -119,13 +120,14 @@ def batch_loader(dataset, batch_size: int, seed: int, start: int = 0, num_worker
     """An endless DataLoader of `{"images": (B, C, H, W) in [-1, 1], ...}` starting at batch number `start`.
 
     With a GPU the batches come in pinned memory, so that copying them to the device does not wait for it.
-    With workers, the data's one-time preparation (`GroundTruthData.warm_up`) runs before they start.
+    With workers, the data's one-time preparation (`GroundTruthData.warm_up`) runs before they start, and
+    each worker uses one BLAS and one torch thread (`one_thread_per_worker`).
     """
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, num_processes, process_index)
     if num_workers > 0 and hasattr(getattr(dataset, "data", None), "warm_up"):
         dataset.data.warm_up()  # e.g. the procedural geometry: once here, not once per worker while the model waits
     return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers, persistent_workers=False,
-                      pin_memory=torch.cuda.is_available())
+                      pin_memory=torch.cuda.is_available(), worker_init_fn=one_thread_per_worker)
 
 
 def step_generator(seed: int, number: int, process_index: int = 0, device="cpu") -> torch.Generator:

@@ -90,10 +90,29 @@ def continue_run(accelerator, config, resume_path: Optional[str], resume_state: 
 
 
 def step_loader(dataset, config, accelerator, step: int):
-    """The batches from optimizer step `step` on, this process's slice of each."""
+    """The batches from optimizer step `step` on, this process's slice of each (each worker with one thread:
+    `batch_loader`); the main process keeps the cores they leave (`leave_cores_to_workers`)."""
+    leave_cores_to_workers(accelerator.device, config.num_workers)
     return batch_loader(dataset, config.batch_size, config.seed, start=step * config.gradient_accumulation_steps,
                         num_workers=config.num_workers, num_processes=accelerator.num_processes,
                         process_index=accelerator.process_index)
+
+
+def leave_cores_to_workers(device, num_workers: int) -> int:
+    """On a GPU, lower this process's torch threads to the cores its loader workers leave; returns the count.
+
+    There the main process only queues kernels (and checks each batch on the host), and a full-size pool
+    beside busy workers makes its parallel regions wait for descheduled threads. The cores are shared
+    among the processes on this node (`LOCAL_WORLD_SIZE`). On a CPU the step's arithmetic runs in the
+    main process while the workers mostly wait (a batch renders in a fraction of a step), so it keeps its threads.
+    """
+    threads = torch.get_num_threads()
+    if num_workers and torch.device(device).type != "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = min(threads, max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - num_workers))
+        torch.set_num_threads(threads)
+    logger.info("main process: %d torch threads; %d loader workers with one BLAS and one torch thread each", threads, num_workers)
+    return threads
 
 
 def open_log(accelerator, config):
@@ -105,6 +124,28 @@ def plain_model(accelerator, model: torch.nn.Module) -> torch.nn.Module:
     """`model` without accelerate's wrappers (DDP) or torch.compile's (`accelerate launch --dynamo_backend`):
     the module to save, sample with, or take a layer's weight from."""
     return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
+def compile_mode(device, num_processes: int = 1, gradient_accumulation_steps: int = 1) -> str:
+    """torch.compile's mode for `--compile`: "reduce-overhead" (CUDA graphs) on one GPU without gradient
+    accumulation, else "default". A CPU has no CUDA graphs; with accumulation a replay would reuse the memory
+    of gradients still being summed; several processes (DDP's gradient hooks) are not tried with graphs."""
+    one_gpu = torch.device(device).type == "cuda" and num_processes == 1
+    return "reduce-overhead" if one_gpu and gradient_accumulation_steps == 1 else "default"
+
+
+def compile_models(models: list, device, num_processes: int = 1, gradient_accumulation_steps: int = 1) -> list:
+    """`models` (as `accelerator.prepare` returned them) wrapped by torch.compile in `compile_mode`.
+
+    Only the training step calls the wrappers: `plain_model` unwraps them for sampling, scoring and saving,
+    which run uncompiled (in eval mode, at other batch sizes). Models already compiled by
+    `accelerate launch --dynamo_backend` stay as they are.
+    """
+    from accelerate.utils import is_compiled_module
+
+    mode = compile_mode(device, num_processes, gradient_accumulation_steps)
+    logger.info("torch.compile (mode %r) of %d models: the first steps compile", mode, len(models))
+    return [model if is_compiled_module(model) else torch.compile(model, mode=mode) for model in models]
 
 
 def images_to_device(batch: dict, device, source: str) -> torch.Tensor:

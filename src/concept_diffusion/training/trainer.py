@@ -25,6 +25,7 @@ from concept_diffusion.training.skip_dropout import SkipDropout
 from concept_diffusion.training.runtime import (
     LoopResult,
     Stage,
+    compile_models,
     continue_run,
     global_batch,
     images_to_device,
@@ -361,6 +362,9 @@ def train(config: TrainingConfig) -> TrainingResult:
     accelerator = start_run(config)
     resume_path, resume_state = resume_point(config)
     parts, dataset, ground_truth = setup(config, accelerator, resume_state)
+    if config.compile:
+        parts.encoder, parts.unet = compile_models([parts.encoder, parts.unet], accelerator.device,
+                                                   accelerator.num_processes, config.gradient_accumulation_steps)
     step = continue_run(accelerator, config, resume_path, resume_state, "concept-diffusion")
     if ground_truth is None and config.eval_metrics:
         logger.warning("%s has no factors: the metrics (%s) are skipped", config.data, ", ".join(config.eval_metrics))
