@@ -42,6 +42,14 @@ IFS=, read -ra arm_list <<<"$ARMS"
 IFS=, read -ra seed_list <<<"$SEEDS"
 parallel=$(( ${#arm_list[@]} * ${#seed_list[@]} ))
 steps() { echo $(( $1 / $2 )); }
+pack_runs() {  # work folder, tar path: logs, run.json, concept encoders, the long runs' whole pipelines
+    tar -cf "$2" -C "$1" --exclude='checkpoints' --exclude='logs' --exclude='arms/*/pipeline/unet' --exclude='*/presets' \
+        --exclude='*/samples/swap_0*' .
+}
+if [ "${1:-}" = --pack-only ]; then  # what a session that stopped this script does (gpu_session.sh)
+    mkdir -p "$RESULTS_DIR" && pack_runs "$WORK_DIR" "$RESULTS_DIR/recipe_runs.tar"
+    exit
+fi
 on_core() { taskset -c "$(( $1 % $(nproc) ))" env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "${@:2}"; }
 started=$(date +%s)
 
@@ -55,13 +63,14 @@ core=$parallel
 if [ -n "$LATENT_ARM" ]; then
     python benchmarks/cpu_ablation.py --arms "$LATENT_ARM" --seeds "$SEEDS" --images "$IMAGES" --parallel "${#seed_list[@]}" \
         --first-core "$core" --first-stage-minutes "$FIRST_STAGE_MINUTES" --eval-every "$(steps "$EVAL_IMAGES" 32)" \
-        --eval-samples "$EVAL_SAMPLES" --max-minutes "$MINUTES" --no-score --work-dir "$WORK_DIR/arms" \
+        --eval-samples "$EVAL_SAMPLES" --max-minutes "$(python -c "print(max($MINUTES - $FIRST_STAGE_MINUTES - 0.4, 0.1))")" \
+        --no-score --work-dir "$WORK_DIR/arms" \
         >"$RESULTS_DIR/latent.log" 2>&1 &
     pids+=($!)
     core=$(( core + ${#seed_list[@]} ))
 fi
 on_core "$core" python benchmarks/oracle_decoder.py --images "$ORACLE_IMAGES" --probe-images "$ORACLE_PROBE_IMAGES" --test "$ORACLE_TEST" \
-    --out "$RESULTS_DIR/oracle_decoder.json" >"$RESULTS_DIR/oracle_decoder.log" 2>&1 &
+    --max-minutes "$(python -c "print(max($MINUTES - 1, 0.1))")" --out "$RESULTS_DIR/oracle_decoder.json" >"$RESULTS_DIR/oracle_decoder.log" 2>&1 &
 pids+=($!)
 core=$(( core + 1 ))
 IFS=, read -ra long_list <<<"$LONG_ARMS"
@@ -81,7 +90,6 @@ if [ -f "$WORK_DIR/arms/first_stage/vae/config.json" ]; then
 fi
 
 # 3. Pack what scoring and the curves need (checkpoints stay behind: optimizer states are most of their size).
-tar -cf "$RESULTS_DIR/recipe_runs.tar" -C "$WORK_DIR" --exclude='checkpoints' --exclude='logs' --exclude='arms/*/pipeline/unet' \
-    --exclude='*/presets' --exclude='*/samples/swap_0*' .
+pack_runs "$WORK_DIR" "$RESULTS_DIR/recipe_runs.tar"
 ls -la "$RESULTS_DIR"
 exit $status

@@ -36,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--test", type=int, default=500, help="held-out factor tuples drawn at each check")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of each drawing")
     parser.add_argument("--probe-images", type=int, default=100_000, help="training images of the probe that reads the drawings")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long (a last check is drawn then)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "oracle_decoder.json"))
     args = parser.parse_args(argv)
@@ -104,12 +105,15 @@ def train_oracle(pipe, probe, data, args) -> list:
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step(), lr_scheduler.step(), optimizer.zero_grad(set_to_none=True)
         ema.step(pipe.unet.parameters())
-        if step in checkpoints:
+        out_of_time = args.max_minutes is not None and time.monotonic() - started > 60 * args.max_minutes
+        if step in checkpoints or out_of_time:
             ema.store(pipe.unet.parameters())
             ema.copy_to(pipe.unet.parameters())
             accuracy = rendered_accuracy(pipe, probe, data, test_factors, args.steps, args.seed)
             ema.restore(pipe.unet.parameters())
             curve.append({"images": step * BATCH, "seconds": round(time.monotonic() - started, 1), "accuracy": accuracy.round(4).tolist()})
+        if out_of_time:
+            break
     ema.copy_to(pipe.unet.parameters())  # the drawings below are the EMA model's, like every check
     return curve
 
