@@ -156,7 +156,8 @@ class TrainingConfig:
     eval_every: int = 500
     """Steps between metric evaluations and swap grids (0: only at the end)."""
     eval_metrics: List[str] = field(default_factory=lambda: ["factor_vae", "dci"])
-    """Metrics computed during training (fast mode) when the data has factors."""
+    """Metrics computed during training (fast mode) when the data has factors; each evaluation also logs how well
+    the concepts predict each factor (`factor_accuracy.<factor>`). An empty list turns evaluations off."""
     eval_samples: int = 2000
     """Training points of each metric during training (evaluation points are half)."""
     eval_final: bool = True
