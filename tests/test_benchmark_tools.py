@@ -44,13 +44,14 @@ def test_train_step_speed_runs_on_the_tiny_preset(tmp_path):
     from train_step_speed import main
 
     out = tmp_path / "speed.json"
-    variants = "before,after,after + bf16,after + channels_last,after + TF32"
+    variants = "2026-11-27,e6c087c,after,after + bf16,after + channels_last"
     assert main(["--preset", "tiny", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--variants", variants, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["phase_seconds"]) == {"data", "first_stage", "forward", "backward", "optimizer", "ema"}
-    # TF32 is a GPU-only variant: skipped on the CPU, not timed as if it were one
-    assert set(result["images_per_second"]) == {"before", "after", "after + bf16", "after + channels_last"}
+    assert set(result["images_per_second"]) == set(variants.split(","))
     assert all(value > 0 for value in result["images_per_second"].values())
+    ops = {name: host["ops"] for name, host in result["host"].items()}  # per step, from torch's profiler
+    assert result["errors"] == {} and ops["2026-11-27"] > ops["after"] and ops["after + bf16"] > ops["after"]  # per-parameter updates; casts
 
 
 def test_cpu_ablation_arms_change_only_their_configs(tmp_path):
