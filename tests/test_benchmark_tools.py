@@ -50,6 +50,8 @@ def test_train_step_speed_runs_on_the_tiny_preset(tmp_path):
     assert set(result["phase_seconds"]) == {"data", "first_stage", "forward", "backward", "optimizer", "ema"}
     assert set(result["images_per_second"]) == set(variants.split(","))
     assert all(value > 0 for value in result["images_per_second"].values())
+    ops = {name: host["ops"] for name, host in result["host"].items()}  # per step, from torch's profiler
+    assert result["errors"] == {} and ops["2026-11-27"] > ops["after"] and ops["after + bf16"] > ops["after"]  # per-parameter updates; casts
 
 
 def test_cpu_ablation_arms_change_only_their_configs(tmp_path):
