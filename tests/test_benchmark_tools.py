@@ -142,3 +142,14 @@ def test_training_curves_group_seeds_and_table_the_scores_at_budgets(tmp_path, c
     assert "| skip_dropout-300k | 1 | 300,000 | 0.600 (0.60..0.60)" in table
     assert out.stat().st_size > 20_000 and json.loads((tmp_path / "curves.json").read_text())["rows"]
     assert training_curves.group_name(str(tmp_path / "long" / "seed1")) == "long"
+
+
+def test_arm_cost_times_each_arms_own_training_step(tmp_path, capsys):
+    import arm_cost
+
+    out = tmp_path / "cost.json"
+    assert arm_cost.main(["--arms", "skip_dropout", "--steps", "1", "--rounds", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["ms_per_image"]) == {"base", "skip_dropout"}  # the base is always timed: the ratios need it
+    assert all(len(rounds) == 2 and min(rounds) > 0 for rounds in result["rounds"].values())
+    assert "| skip_dropout |" in capsys.readouterr().out
