@@ -63,6 +63,8 @@ def test_train_writes_pipeline_card_samples_and_logs(tmp_path, vae_dir):
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
     assert records[-1]["final"] and "dci.disentanglement" in records[-1]
+    accuracy = {key: value for key, value in records[-1].items() if key.startswith("factor_accuracy.")}  # the concept-factor map
+    assert len(accuracy) == 6 and all(0 <= value <= 1 for value in accuracy.values()), accuracy
 
 
 def test_resumed_run_ends_with_the_same_weights(tmp_path, vae_dir):
