@@ -37,16 +37,20 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
-    parser.add_argument("--sizes", default="32,64", help="comma-separated image sizes (multiples of 16)")
+    parser.add_argument("--sizes", default="32,64", help="comma-separated image sizes (multiples of 16) of the probe and the "
+                        "pixel share; empty for --first-stage alone")
     parser.add_argument("--images", type=int, default=100_000, help="training images of the probe at each size")
     parser.add_argument("--test", type=int, default=5_000, help="held-out test images")
     parser.add_argument("--evaluations", type=int, default=5, help="test evaluations along training (the curve)")
     parser.add_argument("--pairs", type=int, default=4_000, help="image pairs per factor for the pixel share")
+    parser.add_argument("--first-stage", default=None, help="a trained first stage's folder: also the share of each factor in its latents")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "factor_probe.json"))
     args = parser.parse_args(argv)
-    args.sizes = [int(size) for size in args.sizes.split(",")]
+    args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    if not args.sizes and not args.first_stage:
+        parser.error("nothing to measure: give --sizes, --first-stage or both")
     bad = [size for size in args.sizes if size < 16 or size % 16]
     if bad:
         parser.error(f"--sizes: {bad} are not multiples of 16 of at least 16 (the trunk halves the size four times)")
@@ -113,18 +117,35 @@ def train_probe(data, args, keep_model: bool = False) -> dict:
     return {**result, "model": probe} if keep_model else result
 
 
-def pixel_share(data, pairs: int, seed: int) -> dict:
-    """Per factor: mean squared pixel difference of image pairs differing in that factor alone, over random pairs'."""
+def pixel_share(data, pairs: int, seed: int, space=None) -> dict:
+    """Per factor: mean squared difference of image pairs differing in that factor alone, over random pairs'.
+
+    `space` maps images (n, H, W, C) in [0, 1] to what is compared (default: the pixels), e.g. a first stage's latents.
+    """
+    space = space or (lambda images: images)
     rng = np.random.RandomState(seed)
     first = data.sample_factors(pairs, rng)
-    total = np.mean((data.sample_observations_from_factors(first, rng) - data.sample_observations_from_factors(data.sample_factors(pairs, rng), rng)) ** 2)
-    images = data.sample_observations_from_factors(first, rng)
+    images = space(data.sample_observations_from_factors(first, rng))
+    total = np.mean((images - space(data.sample_observations_from_factors(data.sample_factors(pairs, rng), rng))) ** 2)
     shares = {}
     for k, (name, size) in enumerate(zip(data.factor_names, data.factor_sizes)):
         second = first.copy()
         second[:, k] = (first[:, k] + rng.randint(1, size, size=pairs)) % size  # another value of factor k only
-        shares[name] = float(np.mean((images - data.sample_observations_from_factors(second, rng)) ** 2) / total)
+        shares[name] = float(np.mean((images - space(data.sample_observations_from_factors(second, rng))) ** 2) / total)
     return shares
+
+
+def latent_space(vae_folder: str):
+    """images (n, H, W, C) in [0, 1] -> a trained first stage's latents, as stage 2 diffuses them."""
+    from concept_diffusion.training.trainer import images_to_latents, read_first_stage
+
+    vae = read_first_stage(vae_folder)
+
+    @torch.no_grad()
+    def encode(images: np.ndarray) -> np.ndarray:
+        return np.concatenate([images_to_latents(vae, as_model_input(images[i : i + 256])).numpy() for i in range(0, len(images), 256)])
+
+    return encode, vae.config.sample_size
 
 
 def plot_curves(results: list, factor_names: list, png_path: str) -> None:
@@ -151,6 +172,21 @@ def plot_curves(results: list, factor_names: list, png_path: str) -> None:
         figure.savefig(temporary, dpi=100)
 
 
+def print_tables(probes: list, shares: dict, names: list, sizes: list) -> None:
+    if probes:
+        print("\nSupervised probe: test accuracy per factor (chance: " + ", ".join(f"{n} {1 / s:.3f}" for n, s in zip(names, sizes)) + ")")
+        print("| size | images | seconds | " + " | ".join(names) + " |")
+        print("|---|---:|---:|" + "---:|" * len(names))
+        for result in probes:
+            print(f"| {result['size']}x{result['size']} | {result['images']:,} | {result['seconds']:.0f} | "
+                  + " | ".join(f"{result['accuracy'][n]:.3f}" for n in names) + " |")
+    print("\nShare of each factor: squared difference of pairs differing in that factor alone, over random pairs'")
+    print("| compared | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for space, share in shares.items():
+        print(f"| {space} | " + " | ".join(f"{share[n]:.3f}" for n in names) + " |")
+
+
 def main(argv=None) -> int:
     from concept_diffusion import load_ground_truth
     from concept_diffusion.atomic import write_json
@@ -160,27 +196,22 @@ def main(argv=None) -> int:
     for size in args.sizes:
         data = load_ground_truth("shapes3d-procedural", image_size=size)
         data.warm_up()
-        shares[size] = pixel_share(data, args.pairs, args.seed)
+        shares[f"{size}x{size} pixels"] = pixel_share(data, args.pairs, args.seed)
         probes.append(train_probe(data, args))
+    if args.first_stage:
+        encode, size = latent_space(args.first_stage)
+        data = load_ground_truth("shapes3d-procedural", image_size=size)
+        shares[f"{size}x{size} images, first-stage latents"] = pixel_share(data, args.pairs, args.seed, encode)
     names = list(data.factor_names)
-    print("\nSupervised probe: test accuracy per factor (chance: " + ", ".join(f"{n} {1 / s:.3f}" for n, s in zip(names, data.factor_sizes)) + ")")
-    print("| size | images | seconds | " + " | ".join(names) + " |")
-    print("|---|---:|---:|" + "---:|" * len(names))
-    for result in probes:
-        print(f"| {result['size']}x{result['size']} | {result['images']:,} | {result['seconds']:.0f} | "
-              + " | ".join(f"{result['accuracy'][n]:.3f}" for n in names) + " |")
-    print("\nPixel share: squared pixel difference of pairs differing in one factor, over random pairs'")
-    print("| size | " + " | ".join(names) + " |")
-    print("|---|" + "---:|" * len(names))
-    for size, share in shares.items():
-        print(f"| {size}x{size} | " + " | ".join(f"{share[n]:.3f}" for n in names) + " |")
+    print_tables(probes, shares, names, data.factor_sizes)
     png_path = os.path.splitext(args.out)[0] + ".png"
-    plot_curves(probes, names, png_path)
+    if probes:
+        plot_curves(probes, names, png_path)
     command = " ".join(["python", "benchmarks/factor_probe.py", *(argv if argv is not None else sys.argv[1:])])
     write_json(args.out, {"command": command, "batch_size": BATCH, "width": PROBE_WIDTH, "factor_names": names,
-                          "factor_sizes": list(data.factor_sizes), "probe": probes,
-                          "pixel_share": {str(size): share for size, share in shares.items()}})
-    print(f"wrote {args.out} and {png_path}")
+                          "factor_sizes": list(data.factor_sizes), "probe": probes, "share": shares,
+                          **({"first_stage": os.path.abspath(args.first_stage)} if args.first_stage else {})})
+    print(f"wrote {args.out}" + (f" and {png_path}" if probes else ""))
     return 0
 
 

@@ -153,3 +153,21 @@ def test_arm_cost_times_each_arms_own_training_step(tmp_path, capsys):
     assert set(result["ms_per_image"]) == {"base", "skip_dropout"}  # the base is always timed: the ratios need it
     assert all(len(rounds) == 2 and min(rounds) > 0 for rounds in result["rounds"].values())
     assert "| skip_dropout |" in capsys.readouterr().out
+
+
+def test_factor_probe_reads_factors_and_measures_each_factors_share(tmp_path):
+    import factor_probe
+
+    from concept_diffusion.presets import build_pipeline
+
+    vae = tmp_path / "vae"
+    build_pipeline("tiny").vae.save_pretrained(vae)
+    out = tmp_path / "probe.json"
+    assert factor_probe.main(["--sizes", "16", "--images", "128", "--test", "20", "--evaluations", "2", "--pairs", "40",
+                              "--first-stage", str(vae), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [point["images"] for point in result["probe"][0]["curve"]] == [64, 128]
+    assert set(result["share"]) == {"16x16 pixels", "32x32 images, first-stage latents"}
+    pixels = result["share"]["16x16 pixels"]
+    assert pixels["floor_hue"] > pixels["orientation"] > 0  # the floor is most of the image, the object's turn a little
+    assert (tmp_path / "probe.png").is_file()
