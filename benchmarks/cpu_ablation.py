@@ -60,9 +60,11 @@ ARMS = {
                           "unet": {"sample_size": 64, "block_out_channels": [16, 16, 32, 64],
                                    "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
                                    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"]}}),
-    # 64x64 images diffused as the 16x16 latents of a trained first stage (`--vae`), instead of 32x32 pixels.
+    # 64x64 images diffused as the 16x16 latents of a trained first stage (`--vae`), instead of 32x32 pixels, with
+    # cross-attention at all three latent levels (16, 8, 4) as the paper's UNet has it.
     "latent_64x64": (["--vae", "{vae}"], {"model_index": {"vae": ["diffusers", "VQModel"]}, "concept_encoder": {"sample_size": 64},
-                                         "unet": {"sample_size": 16}}),
+                                         "unet": {"sample_size": 16, "down_block_types": ["CrossAttnDownBlock2D"] * 3,
+                                                  "up_block_types": ["CrossAttnUpBlock2D"] * 3}}),
 }
 # The latent arm's first stage when no `--vae` is given: the `shapes3d` preset's VQModel (4x down, 3 latent channels,
 # the released losses), made small enough to train on a CPU in minutes, with its codebook started from the encoder's
