@@ -53,6 +53,8 @@ ARMS = {
     "adagn": (["--conditioning", "adagn"], {}),
     # The encoder learns 3x faster than the UNet.
     "encoder_lr_x3": (["--encoder-lr-multiplier", "3"], {}),
+    # What the factor probe's shares point to: the loss weighted toward edges, where scale, shape and orientation are.
+    "edge_loss_x10": (["--edge-loss-weight", "10"], {}),
     # Both changes that give the object room and reason to be encoded: 20 concepts (the paper's N) and Skip Dropout.
     "concepts_20_skip_dropout": (["--skip-dropout", "0.2"], {"concept_encoder": {"num_concepts": 20}}),
     # 64x64 pixels: the preset with a 64x64 level in front, so that the 32, 16 and 8 levels keep their channels.

@@ -44,11 +44,14 @@ def parse_args(argv=None):
     parser.add_argument("--evaluations", type=int, default=5, help="test evaluations along training (the curve)")
     parser.add_argument("--pairs", type=int, default=4_000, help="image pairs per factor for the pixel share")
     parser.add_argument("--first-stage", default=None, help="a trained first stage's folder: also the share of each factor in its latents")
+    parser.add_argument("--edge-loss-weights", default="", help="comma-separated `edge_loss_weight`s: also each factor's "
+                        "share of the loss weighted toward edges (the training option) at each size")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "factor_probe.json"))
     args = parser.parse_args(argv)
     args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    args.edge_loss_weights = [float(weight) for weight in args.edge_loss_weights.split(",") if weight.strip()]
     if not args.sizes and not args.first_stage:
         parser.error("nothing to measure: give --sizes, --first-stage or both")
     bad = [size for size in args.sizes if size < 16 or size % 16]
@@ -117,33 +120,43 @@ def train_probe(data, args, keep_model: bool = False) -> dict:
     return {**result, "model": probe} if keep_model else result
 
 
-def pixel_share(data, pairs: int, seed: int, space=None) -> dict:
+def pixel_share(data, pairs: int, seed: int, space=None, edge_loss_weight: float = 0.0) -> dict:
     """Per factor: mean squared difference of image pairs differing in that factor alone, over random pairs'.
 
     `space` maps images (n, H, W, C) in [0, 1] to what is compared (default: the pixels), e.g. a first stage's latents.
+    With `edge_loss_weight`, each position's difference is weighted as the training option weights the loss
+    (`edge_weights` of the first image of the pair, the target).
     """
+    from concept_diffusion.training.trainer import edge_weights
+
     space = space or (lambda images: images)
     rng = np.random.RandomState(seed)
     first = data.sample_factors(pairs, rng)
     images = space(data.sample_observations_from_factors(first, rng))
-    total = np.mean((images - space(data.sample_observations_from_factors(data.sample_factors(pairs, rng), rng))) ** 2)
+    weights = edge_weights(torch.from_numpy(images).permute(0, 3, 1, 2), edge_loss_weight).permute(0, 2, 3, 1).numpy()
+
+    def loss(other: np.ndarray) -> float:
+        return float(np.mean(weights * (images - other) ** 2))
+
+    total = loss(space(data.sample_observations_from_factors(data.sample_factors(pairs, rng), rng)))
     shares = {}
     for k, (name, size) in enumerate(zip(data.factor_names, data.factor_sizes)):
         second = first.copy()
         second[:, k] = (first[:, k] + rng.randint(1, size, size=pairs)) % size  # another value of factor k only
-        shares[name] = float(np.mean((images - space(data.sample_observations_from_factors(second, rng))) ** 2) / total)
+        shares[name] = loss(space(data.sample_observations_from_factors(second, rng))) / total
     return shares
 
 
 def latent_space(vae_folder: str):
-    """images (n, H, W, C) in [0, 1] -> a trained first stage's latents, as stage 2 diffuses them."""
+    """images (n, H, W, C) in [0, 1] -> a trained first stage's latents (n, h, w, C), as stage 2 diffuses them."""
     from concept_diffusion.training.trainer import images_to_latents, read_first_stage
 
     vae = read_first_stage(vae_folder)
 
     @torch.no_grad()
     def encode(images: np.ndarray) -> np.ndarray:
-        return np.concatenate([images_to_latents(vae, as_model_input(images[i : i + 256])).numpy() for i in range(0, len(images), 256)])
+        latents = [images_to_latents(vae, as_model_input(images[i : i + 256])) for i in range(0, len(images), 256)]
+        return torch.cat(latents).permute(0, 2, 3, 1).numpy()  # (n, h, w, C), the pixels' layout
 
     return encode, vae.config.sample_size
 
@@ -197,11 +210,16 @@ def main(argv=None) -> int:
         data = load_ground_truth("shapes3d-procedural", image_size=size)
         data.warm_up()
         shares[f"{size}x{size} pixels"] = pixel_share(data, args.pairs, args.seed)
+        for weight in args.edge_loss_weights:
+            shares[f"{size}x{size} pixels, edge_loss_weight {weight:g}"] = pixel_share(data, args.pairs, args.seed, edge_loss_weight=weight)
         probes.append(train_probe(data, args))
     if args.first_stage:
         encode, size = latent_space(args.first_stage)
         data = load_ground_truth("shapes3d-procedural", image_size=size)
         shares[f"{size}x{size} images, first-stage latents"] = pixel_share(data, args.pairs, args.seed, encode)
+        for weight in args.edge_loss_weights:
+            shares[f"{size}x{size} images, first-stage latents, edge_loss_weight {weight:g}"] = pixel_share(
+                data, args.pairs, args.seed, encode, weight)
     names = list(data.factor_names)
     print_tables(probes, shares, names, data.factor_sizes)
     png_path = os.path.splitext(args.out)[0] + ".png"

@@ -1,5 +1,5 @@
 """The recipe's options beyond the released code: Skip Dropout, AdaGN conditioning, the encoder's learning rate,
-and the first stage's codebook initialised from data. Each is off by default, and off leaves training as it was."""
+the edge-weighted loss and the first stage's codebook initialised from data. Each is off by default, and off leaves training as it was."""
 
 import numpy as np
 import pytest
@@ -174,6 +174,53 @@ def test_two_parameter_groups_at_one_learning_rate_step_like_one():
             optimizer.step()
     for a, b in zip(model.parameters(), twin.parameters()):
         assert torch.equal(a, b)  # same process, same kernels: the default multiplier changes no bit
+
+
+# ---------------------------------------------------------------- the edge-weighted loss
+
+
+def test_edge_weights_peak_on_outlines_and_average_one():
+    from concept_diffusion.training.trainer import edge_weights
+
+    images = torch.zeros(2, 3, 16, 16)
+    images[0, :, 5:10, 5:10] = 1.0  # a square on a flat background; image 1 stays flat
+    weights = edge_weights(images, 10.0)
+    assert weights.shape == (2, 1, 16, 16)
+    assert torch.allclose(weights.mean(dim=(1, 2, 3)), torch.ones(2))
+    assert weights[0, 0, 4, 7] > 5 and weights[0, 0, 0, 0] < 0.1  # the square's outline against the flat floor
+    assert torch.equal(weights[1], torch.ones(1, 16, 16))  # nothing to weight: the plain loss
+    assert torch.allclose(edge_weights(images, 0.0), torch.ones(2, 1, 16, 16))
+
+
+def test_edge_loss_weight_weights_the_error_and_trains(tmp_path, vae_dir):
+    from diffusers import DDPMScheduler
+
+    from concept_diffusion.training.trainer import diffusion_loss, edge_weights
+
+    pipe = build_pipeline("tiny", seed=0)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type="sample")
+    latents = torch.zeros(2, *pipe.latent_shape)
+    latents[:, :, 2:5, 2:5] = 1.0
+    tokens = unet_inputs(pipe)[2]
+    losses = {}
+    for weight in (0.0, 10.0):
+        config = tiny_config(tmp_path, vae_dir, loss="l2", timestep_sampling="uniform", edge_loss_weight=weight)
+        with torch.no_grad():
+            losses[weight] = diffusion_loss(pipe.unet, scheduler, latents, tokens, torch.Generator().manual_seed(3), config)
+    generator = torch.Generator().manual_seed(3)  # the same draws as diffusion_loss makes, to weight its error by hand
+    noise = torch.randn(latents.shape, generator=generator)
+    timesteps = torch.randint(0, 1000, (2,), generator=generator)
+    with torch.no_grad():
+        prediction = pipe.unet(scheduler.add_noise(latents, noise, timesteps), timesteps, **unet_condition(pipe.unet.config, tokens)).sample
+    error = (prediction - latents) ** 2
+    assert losses[0.0] == pytest.approx(error.mean().item(), rel=1e-5)
+    assert losses[10.0] == pytest.approx((error * edge_weights(latents, 10.0)).mean().item(), rel=1e-5)
+    assert losses[10.0] != pytest.approx(losses[0.0], rel=1e-3)
+
+    result = train(tiny_config(tmp_path, vae_dir, "edges", max_steps=2, edge_loss_weight=10.0))
+    assert ConceptDiffusionPipeline.from_pretrained(result.pipeline_dir).unet is not None
+    with pytest.raises(ValueError, match="edge_loss_weight must be 0"):
+        tiny_config(tmp_path, vae_dir, edge_loss_weight=-1.0)
 
 
 # ---------------------------------------------------------------- the first stage's codebook

@@ -135,6 +135,10 @@ class TrainingConfig:
     detail from its noisy input. No effect at inference."""
     encoder_lr_multiplier: float = 1.0
     """The concept encoder's learning rate is learning_rate times this (the UNet's is learning_rate)."""
+    edge_loss_weight: float = 0.0
+    """Weight the loss toward edges (0 = off): each position's error is scaled by (1 + w * edge / mean edge) / (1 + w),
+    edge being the clean target's gradient magnitude (`edge_weights`), so outlines (the object's scale, shape and
+    orientation) cost as much as the large flat hues. The mean weight stays 1. Not in the released code."""
     released_zero_init: bool = False
     """Zero-initialise the UNet like the released code (each ResBlock's output conv, each transformer's
     proj_out, the final conv) before training; the paper presets turn it on."""
@@ -263,6 +267,8 @@ def check_config(config) -> None:
             raise ValueError(f"skip_dropout must be in [0, 1) (0 turns it off), got {config.skip_dropout}")
         if not config.encoder_lr_multiplier > 0:
             raise ValueError(f"encoder_lr_multiplier must be positive, got {config.encoder_lr_multiplier}")
+        if not config.edge_loss_weight >= 0:
+            raise ValueError(f"edge_loss_weight must be 0 (off) or positive, got {config.edge_loss_weight}")
         if not 0 <= config.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
     else:

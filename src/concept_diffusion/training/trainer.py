@@ -104,6 +104,17 @@ def sample_timesteps(batch: int, num_train_timesteps: int, generator: torch.Gene
     return (torch.sigmoid(logits) * num_train_timesteps).long().clamp(0, num_train_timesteps - 1)
 
 
+def edge_weights(clean: torch.Tensor, weight: float) -> torch.Tensor:
+    """Loss weights (B, 1, H, W) of mean 1 per image that grow with the clean target's gradient magnitude:
+    (1 + weight * edge / mean edge) / (1 + weight), edge = |right - here| + |below - here| summed over channels."""
+    dx = torch.nn.functional.pad((clean[..., :, 1:] - clean[..., :, :-1]).abs(), (0, 1))
+    dy = torch.nn.functional.pad((clean[..., 1:, :] - clean[..., :-1, :]).abs(), (0, 0, 0, 1))
+    edge = (dx + dy).float().sum(1, keepdim=True)
+    mean = edge.mean(dim=(2, 3), keepdim=True)
+    edge = torch.where(mean > 0, edge / mean.clamp_min(1e-12), torch.ones_like(edge))  # a flat image: uniform weights
+    return (1 + weight * edge) / (1 + weight)
+
+
 def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: TrainingConfig, unet_config=None):
     """The plain diffusion loss of EncDiff: predict the noise (or v) added at a random timestep.
 
@@ -123,6 +134,8 @@ def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: Tr
     else:
         target = noise
     error = (prediction.float() - target.float()).abs() if config.loss == "l1" else (prediction.float() - target.float()) ** 2
+    if config.edge_loss_weight:
+        error = error * edge_weights(latents, config.edge_loss_weight)
     per_sample = error.mean(dim=tuple(range(1, error.ndim)))
     if config.snr_gamma is None:
         return per_sample.mean()
