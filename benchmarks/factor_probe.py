@@ -9,9 +9,12 @@ Two diagnostics on shapes3d-procedural, at each image size in `--sizes`:
    same encoder can carry at that size: a factor the probe cannot read, no recipe will.
 2. **Pixel share.** How much of an image's pixels each factor moves: the mean squared difference between
    two images that differ in that factor alone, as a fraction of the same between two random images. The
-   diffusion loss (L2 in pixel space) pays each factor roughly in proportion to it.
+   diffusion loss (L2 in pixel space) pays each factor roughly in proportion to it. `--first-stage` adds
+   the share in a trained first stage's latents, `--edge-loss-weights` the share under the training
+   option `edge_loss_weight`.
 
     python benchmarks/factor_probe.py --sizes 32,64 --images 100000
+    python benchmarks/factor_probe.py --sizes 32,64 --images 0 --first-stage VAE --edge-loss-weights 10   # shares only
     python benchmarks/factor_probe.py --sizes 32 --images 2000 --test 500    # a quick look
 
 Prints a table per diagnostic, writes JSON, and draws the probe's test accuracy against images seen (PNG
@@ -39,7 +42,7 @@ def parse_args(argv=None):
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     parser.add_argument("--sizes", default="32,64", help="comma-separated image sizes (multiples of 16) of the probe and the "
                         "pixel share; empty for --first-stage alone")
-    parser.add_argument("--images", type=int, default=100_000, help="training images of the probe at each size")
+    parser.add_argument("--images", type=int, default=100_000, help="training images of the probe at each size (0: no probe, shares only)")
     parser.add_argument("--test", type=int, default=5_000, help="held-out test images")
     parser.add_argument("--evaluations", type=int, default=5, help="test evaluations along training (the curve)")
     parser.add_argument("--pairs", type=int, default=4_000, help="image pairs per factor for the pixel share")
@@ -57,8 +60,8 @@ def parse_args(argv=None):
     bad = [size for size in args.sizes if size < 16 or size % 16]
     if bad:
         parser.error(f"--sizes: {bad} are not multiples of 16 of at least 16 (the trunk halves the size four times)")
-    if args.images < BATCH or args.test < 1:
-        parser.error(f"--images must be at least one batch ({BATCH}) and --test at least 1")
+    if 0 < args.images < BATCH or args.images < 0 or args.test < 1:
+        parser.error(f"--images must be 0 (no probe) or at least one batch ({BATCH}), and --test at least 1")
     return args
 
 
@@ -212,7 +215,8 @@ def main(argv=None) -> int:
         shares[f"{size}x{size} pixels"] = pixel_share(data, args.pairs, args.seed)
         for weight in args.edge_loss_weights:
             shares[f"{size}x{size} pixels, edge_loss_weight {weight:g}"] = pixel_share(data, args.pairs, args.seed, edge_loss_weight=weight)
-        probes.append(train_probe(data, args))
+        if args.images:
+            probes.append(train_probe(data, args))
     if args.first_stage:
         encode, size = latent_space(args.first_stage)
         data = load_ground_truth("shapes3d-procedural", image_size=size)

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 RESULTS_DIR=${RESULTS_DIR:-outputs/gpu_recipe_results}
 WORK_DIR=${WORK_DIR:-outputs/gpu_recipe}
 DEVICE=${DEVICE:-cuda}
-ARMS=${ARMS:-base,skip_dropout,adagn,pixels_64x64,concepts_20}
+ARMS=${ARMS:-base,skip_dropout,adagn,edge_loss_x10,pixels_64x64,concepts_20}
 LATENT_ARM=${LATENT_ARM-latent_64x64}
 SEEDS=${SEEDS:-0,1}
 IMAGES=${IMAGES:-1000000}

@@ -171,3 +171,11 @@ def test_factor_probe_reads_factors_and_measures_each_factors_share(tmp_path):
     pixels = result["share"]["16x16 pixels"]
     assert pixels["floor_hue"] > pixels["orientation"] > 0  # the floor is most of the image, the object's turn a little
     assert (tmp_path / "probe.png").is_file()
+
+    shares_only = tmp_path / "share.json"  # no probe; the loss weighted toward edges pays the object more
+    assert factor_probe.main(["--sizes", "16", "--images", "0", "--pairs", "40", "--edge-loss-weights", "10",
+                              "--out", str(shares_only)]) == 0
+    result = json.loads(shares_only.read_text())
+    assert result["probe"] == [] and set(result["share"]) == {"16x16 pixels", "16x16 pixels, edge_loss_weight 10"}
+    weighted = result["share"]["16x16 pixels, edge_loss_weight 10"]
+    assert weighted["scale"] / weighted["floor_hue"] > 2 * pixels["scale"] / pixels["floor_hue"]
