@@ -354,7 +354,7 @@ def main(argv=None) -> int:
     score = [(f"score {arm} seed {seed}", [sys.executable, "-c", SCORE, os.path.join(folder, "pipeline", "concept_encoder"),
                                            folder + ".scores.json"], folder + ".score.log", folder + ".scores.json")
              for arm, seed, folder in runs]
-    run_all(score, min(args.parallel, os.cpu_count() or 1))
+    run_all(score, min(args.parallel, os.cpu_count() or 1), args.first_core)
     command = " ".join(["python", "benchmarks/cpu_ablation.py", *(argv if argv is not None else sys.argv[1:])])
     results = []
     for arm, seed, folder in runs:

@@ -123,12 +123,13 @@ def train_probe(data, args, keep_model: bool = False) -> dict:
     return {**result, "model": probe} if keep_model else result
 
 
-def pixel_share(data, pairs: int, seed: int, space=None, edge_loss_weight: float = 0.0) -> dict:
+def pixel_share(data, pairs: int, seed: int, space=None, edge_loss_weights=(0.0,)) -> dict:
     """Per factor: mean squared difference of image pairs differing in that factor alone, over random pairs'.
 
     `space` maps images (n, H, W, C) in [0, 1] to what is compared (default: the pixels), e.g. a first stage's latents.
-    With `edge_loss_weight`, each position's difference is weighted as the training option weights the loss
-    (`edge_weights` of the first image of the pair, the target).
+    Returns {edge_loss_weight: {factor: share}}: each position's difference weighted as the training option weights
+    the loss (`edge_weights` of the first image of the pair, the target; 0 is the plain loss). The images are
+    rendered once for all weights.
     """
     from concept_diffusion.training.trainer import edge_weights
 
@@ -136,18 +137,26 @@ def pixel_share(data, pairs: int, seed: int, space=None, edge_loss_weight: float
     rng = np.random.RandomState(seed)
     first = data.sample_factors(pairs, rng)
     images = space(data.sample_observations_from_factors(first, rng))
-    weights = edge_weights(torch.from_numpy(images).permute(0, 3, 1, 2), edge_loss_weight).permute(0, 2, 3, 1).numpy()
+    targets = torch.from_numpy(images).permute(0, 3, 1, 2)
+    weights = {w: edge_weights(targets, w).permute(0, 2, 3, 1).numpy() for w in edge_loss_weights}
 
-    def loss(other: np.ndarray) -> float:
-        return float(np.mean(weights * (images - other) ** 2))
+    def losses(other: np.ndarray) -> dict:
+        squared = (images - other) ** 2
+        return {w: float(np.mean(weight * squared)) for w, weight in weights.items()}
 
-    total = loss(space(data.sample_observations_from_factors(data.sample_factors(pairs, rng), rng)))
-    shares = {}
+    total = losses(space(data.sample_observations_from_factors(data.sample_factors(pairs, rng), rng)))
+    shares = {w: {} for w in edge_loss_weights}
     for k, (name, size) in enumerate(zip(data.factor_names, data.factor_sizes)):
         second = first.copy()
         second[:, k] = (first[:, k] + rng.randint(1, size, size=pairs)) % size  # another value of factor k only
-        shares[name] = loss(space(data.sample_observations_from_factors(second, rng))) / total
+        for w, loss in losses(space(data.sample_observations_from_factors(second, rng))).items():
+            shares[w][name] = loss / total[w]
     return shares
+
+
+def share_rows(compared: str, shares: dict) -> dict:
+    """{table row: shares}: the plain loss as `compared`, each edge weight after it."""
+    return {compared + (f", edge_loss_weight {w:g}" if w else ""): share for w, share in shares.items()}
 
 
 def latent_space(vae_folder: str):
@@ -209,21 +218,17 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     probes, shares = [], {}
+    weights = [0.0, *args.edge_loss_weights]
     for size in args.sizes:
         data = load_ground_truth("shapes3d-procedural", image_size=size)
         data.warm_up()
-        shares[f"{size}x{size} pixels"] = pixel_share(data, args.pairs, args.seed)
-        for weight in args.edge_loss_weights:
-            shares[f"{size}x{size} pixels, edge_loss_weight {weight:g}"] = pixel_share(data, args.pairs, args.seed, edge_loss_weight=weight)
+        shares.update(share_rows(f"{size}x{size} pixels", pixel_share(data, args.pairs, args.seed, None, weights)))
         if args.images:
             probes.append(train_probe(data, args))
     if args.first_stage:
         encode, size = latent_space(args.first_stage)
         data = load_ground_truth("shapes3d-procedural", image_size=size)
-        shares[f"{size}x{size} images, first-stage latents"] = pixel_share(data, args.pairs, args.seed, encode)
-        for weight in args.edge_loss_weights:
-            shares[f"{size}x{size} images, first-stage latents, edge_loss_weight {weight:g}"] = pixel_share(
-                data, args.pairs, args.seed, encode, weight)
+        shares.update(share_rows(f"{size}x{size} images, first-stage latents", pixel_share(data, args.pairs, args.seed, encode, weights)))
     names = list(data.factor_names)
     print_tables(probes, shares, names, data.factor_sizes)
     png_path = os.path.splitext(args.out)[0] + ".png"
