@@ -88,7 +88,7 @@ def plot(groups: dict, png_path: str) -> None:
                 axis.plot(*zip(*points), color=colour, alpha=0.3, linewidth=0.8)
             common = sorted(set.intersection(*(set(x for x, _ in points) for points in series)))
             means = [statistics.mean(dict(points)[x] for points in series) for x in common]
-            axis.plot(common, means, color=colour, linewidth=2, label=f"{name} ({len(series)} seeds)")
+            axis.plot(common, means, color=colour, linewidth=2, label=f"{name} ({len(series)} seed{'s' if len(series) > 1 else ''})")
         axis.set_title(TITLES.get(key, f"{key.split('.')[-1]}: accuracy from the concepts"), fontsize=11)
         axis.set_xlabel("images seen (thousands)")
         axis.set_ylim(0, 1.02)

@@ -41,6 +41,17 @@ IMAGE_FORMATS = "PIL images, numpy arrays (H, W, C) or tensors (B, C, H, W), wit
 # Inputs a few thousandths outside [0, 1] (rounding upstream) are clamped; anything further is an error.
 RANGE_TOLERANCE = 1e-3
 PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+# A UNet whose class embedding is a projection takes the flattened concept tokens there, instead of through
+# cross-attention: the paper's AdaGN control (the ResBlocks' scale-shift norm applies the time embedding).
+ADAGN_CLASS_EMBED = "projection"
+
+
+def unet_condition(unet_config, tokens: torch.Tensor) -> dict:
+    """The UNet's conditioning arguments for concept tokens `(B, N, d)`: the cross-attention context, plus
+    (AdaGN UNets, `class_embed_type="projection"`) the flattened tokens as the class-embedding input."""
+    if unet_config.class_embed_type == ADAGN_CLASS_EMBED:
+        return {"encoder_hidden_states": tokens, "class_labels": tokens.flatten(1)}
+    return {"encoder_hidden_states": tokens}
 
 
 @dataclass
@@ -189,7 +200,9 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
 
     Components:
         concept_encoder: a `ConceptEncoder`; images -> concepts (B, N) -> tokens (B, N, d).
-        unet: a `UNet2DConditionModel` with `cross_attention_dim == d`, denoising latents (or pixels).
+        unet: a `UNet2DConditionModel` with `cross_attention_dim == d`, denoising latents (or pixels); the
+            tokens enter through its cross-attention, or (AdaGN, `class_embed_type="projection"` with
+            `projection_class_embeddings_input_dim == N * d`) through its time embedding.
         scheduler: any diffusers scheduler; DDIM for sampling by default.
         vae: a `VQModel` or `AutoencoderKL` first stage, or None for diffusion in pixel space.
 
@@ -216,6 +229,12 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             raise ValueError(
                 f"unet.config.cross_attention_dim ({unet.config.cross_attention_dim}) must equal the concept "
                 f"encoder's token_dim ({token_dim}): build the UNet with cross_attention_dim={token_dim}"
+            )
+        flat_tokens = concept_encoder.config.num_concepts * token_dim
+        if unet.config.class_embed_type == ADAGN_CLASS_EMBED and unet.config.projection_class_embeddings_input_dim != flat_tokens:
+            raise ValueError(
+                f"unet.config.projection_class_embeddings_input_dim ({unet.config.projection_class_embeddings_input_dim}) must "
+                f"equal num_concepts * token_dim ({flat_tokens}) for AdaGN conditioning: rebuild the UNet with it"
             )
         self.register_modules(concept_encoder=concept_encoder, unet=unet, scheduler=scheduler, vae=vae)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
@@ -373,7 +392,7 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             step_kwargs["generator"] = [generator[i] for i in noise_index.tolist()] if isinstance(generator, list) else generator
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
-            noise_pred = self.unet(model_input, t, encoder_hidden_states=tokens).sample
+            noise_pred = self.unet(model_input, t, **unet_condition(self.unet.config, tokens)).sample
             if share_step_noise:
                 step_kwargs["variance_noise"] = randn_tensor(shape, generator=generator, device=device, dtype=dtype)[noise_index]
             latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
@@ -741,7 +760,7 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         noise = randn_tensor(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
         for t in passes.tolist():
             t_batch = torch.full((latents.shape[0],), t, device=latents.device, dtype=torch.long)
-            self.unet(self.scheduler.add_noise(latents, noise, t_batch), t_batch, encoder_hidden_states=tokens)
+            self.unet(self.scheduler.add_noise(latents, noise, t_batch), t_batch, **unet_condition(self.unet.config, tokens))
         return passes
 
     def _resize_attention(self, records: dict, size: tuple):

@@ -135,6 +135,14 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
     # naming the copy of this module that save_pretrained puts beside the weights.
     _auto_class = "AutoModel"
 
+    @classmethod
+    def extract_init_dict(cls, config_dict, **kwargs):
+        """diffusers' config reading, without the `auto_map` entry that diffusers itself writes for remote code
+        (`_auto_class`): `__init__` does not take it, and diffusers would warn about it on every load. Saving
+        writes it again."""
+        config_dict = {key: value for key, value in config_dict.items() if key != "auto_map"}
+        return super().extract_init_dict(config_dict, **kwargs)
+
     @register_to_config
     def __init__(
         self,
