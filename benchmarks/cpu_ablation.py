@@ -276,7 +276,7 @@ def plot_ablation(groups: dict, factors: list, png_path: str) -> None:
     for axis in axes[len(panels):]:
         axis.axis("off")
     figure.suptitle("CPU ablation of the `cpu` preset: a dot per seed, a bar at the mean (exact metrics at full sizes)", fontsize=11)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title above the panels
     with atomic_path(png_path, ".png") as temporary:
         figure.savefig(temporary, dpi=110)
 

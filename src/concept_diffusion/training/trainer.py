@@ -107,8 +107,8 @@ def sample_timesteps(batch: int, num_train_timesteps: int, generator: torch.Gene
 def edge_weights(clean: torch.Tensor, weight: float) -> torch.Tensor:
     """Loss weights (B, 1, H, W) of mean 1 per image that grow with the clean target's gradient magnitude:
     (1 + weight * edge / mean edge) / (1 + weight), edge = |right - here| + |below - here| summed over channels."""
-    dx = torch.nn.functional.pad((clean[..., :, 1:] - clean[..., :, :-1]).abs(), (0, 1))
-    dy = torch.nn.functional.pad((clean[..., 1:, :] - clean[..., :-1, :]).abs(), (0, 0, 0, 1))
+    dx = torch.diff(clean, dim=-1, append=clean[..., -1:]).abs()  # 0 in the last column and row
+    dy = torch.diff(clean, dim=-2, append=clean[..., -1:, :]).abs()
     edge = (dx + dy).float().sum(1, keepdim=True)
     mean = edge.mean(dim=(2, 3), keepdim=True)
     edge = torch.where(mean > 0, edge / mean.clamp_min(1e-12), torch.ones_like(edge))  # a flat image: uniform weights
