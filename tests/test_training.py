@@ -90,6 +90,17 @@ def test_resume_with_another_config_names_the_fields(tmp_path, vae_dir):
         train(tiny_config(tmp_path, vae_dir, "fresh", max_steps=2, resume="latest"))
 
 
+def test_checkpoint_from_before_a_new_field_resumes_at_its_default(tmp_path, vae_dir):
+    train(tiny_config(tmp_path, vae_dir, max_steps=1, checkpoint_every=1))
+    state_file = tmp_path / "run" / "checkpoints" / "checkpoint-1" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["edge_loss_weight"]  # as an older version saved it
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"differs in edge_loss_weight: checkpoint 0.0 vs now 1.0"):
+        train(tiny_config(tmp_path, vae_dir, max_steps=2, resume="latest", edge_loss_weight=1.0))
+    assert train(tiny_config(tmp_path, vae_dir, max_steps=2, resume="latest")).step == 2
+
+
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, vae_dir, monkeypatch):
     import concept_diffusion.training.trainer as trainer
 

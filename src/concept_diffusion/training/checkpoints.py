@@ -57,8 +57,13 @@ def read_state(path: str) -> dict:
         return json.load(file)
 
 
-def check_same_config(saved: dict, current: dict, path: str) -> None:
-    """Raise a ValueError naming each field where `current` differs from the checkpoint's config."""
+def check_same_config(saved: dict, current: dict, path: str, defaults: dict = None) -> None:
+    """Raise a ValueError naming each field where `current` differs from the checkpoint's config.
+
+    A field the checkpoint lacks (it was saved before the field existed) reads as its value in `defaults`,
+    so a run saved by an older version resumes as long as the new options stay at their defaults.
+    """
+    saved = {**{key: value for key, value in (defaults or {}).items() if key not in saved}, **saved}
     differing = sorted(
         key for key in set(saved) | set(current)
         if key not in RESUMABLE_FIELDS and saved.get(key) != current.get(key)

@@ -5,6 +5,7 @@ a non-finite loss is remembered on the device and raised at the next of those po
 processes agree on the clock only there.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -73,7 +74,8 @@ def resume_point(config):
         return None, None
     path = resolve_resume(config.resume, config.output_dir)
     state = read_state(path)
-    check_same_config(state["config"], config.to_dict(), path)
+    defaults = {field.name: field.default for field in dataclasses.fields(config) if field.default is not dataclasses.MISSING}
+    check_same_config(state["config"], config.to_dict(), path, defaults)
     return path, state
 
 
