@@ -264,7 +264,7 @@ def run_loop(accelerator, config, stage: Stage, loader, step: int, last_checkpoi
                 record["lr"] = stage.lr_scheduler.get_last_lr()[0]
                 postfix = {"loss": f"{record['loss']:.4f}", "img/s": f"{(record['images_seen'] - images_at_start) / max(elapsed, 1e-9):.0f}"}
                 if config.max_minutes is not None:
-                    postfix["left"] = time.strftime("%M:%S", time.gmtime(max(60 * config.max_minutes - elapsed, 0)))
+                    postfix["left"] = tqdm.format_interval(max(60 * config.max_minutes - elapsed, 0))  # 1:31:42 past an hour
                 progress.set_postfix(postfix, refresh=False)
             if at_eval:
                 if accelerator.is_main_process:
