@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+from typing import Optional
 
 from concept_diffusion.atomic import write_json
 
@@ -57,7 +58,7 @@ def read_state(path: str) -> dict:
         return json.load(file)
 
 
-def check_same_config(saved: dict, current: dict, path: str, defaults: dict = None) -> None:
+def check_same_config(saved: dict, current: dict, path: str, defaults: Optional[dict] = None) -> None:
     """Raise a ValueError naming each field where `current` differs from the checkpoint's config.
 
     A field the checkpoint lacks (it was saved before the field existed) reads as its value in `defaults`,
