@@ -64,7 +64,7 @@ def check_same_config(saved: dict, current: dict, path: str, defaults: Optional[
     A field the checkpoint lacks (it was saved before the field existed) reads as its value in `defaults`,
     so a run saved by an older version resumes as long as the new options stay at their defaults.
     """
-    saved = {**{key: value for key, value in (defaults or {}).items() if key not in saved}, **saved}
+    saved = {**(defaults or {}), **saved}
     differing = sorted(
         key for key in set(saved) | set(current)
         if key not in RESUMABLE_FIELDS and saved.get(key) != current.get(key)
