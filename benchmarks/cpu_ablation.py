@@ -55,6 +55,12 @@ ARMS = {
     "encoder_lr_x3": (["--encoder-lr-multiplier", "3"], {}),
     # What the factor probe's shares point to: the loss weighted toward edges, where scale, shape and orientation are.
     "edge_loss_x10": (["--edge-loss-weight", "10"], {}),
+    # The edge-weighted loss with more steps at high noise (logit-normal mean 2, the preset's is 1), where the noisy
+    # image no longer shows the object's outline, so that only the tokens can tell the UNet where it is.
+    "edge_loss_x10_t_mean_2": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2"], {}),
+    # A diagnostic, not a recipe: nearly every step at pure noise (t >= 982 of 1000 for 95% of them), where the UNet sees
+    # nothing of the image and must draw it from the tokens alone, as the decoder of an autoencoder.
+    "edge_loss_x10_t_mean_6": (["--edge-loss-weight", "10", "--timestep-logit-mean", "6"], {}),
     # Both changes that give the object room and reason to be encoded: 20 concepts (the paper's N) and Skip Dropout.
     "concepts_20_skip_dropout": (["--skip-dropout", "0.2"], {"concept_encoder": {"num_concepts": 20}}),
     # 64x64 pixels: the preset with a 64x64 level in front, so that the 32, 16 and 8 levels keep their channels.

@@ -179,3 +179,33 @@ def test_factor_probe_reads_factors_and_measures_each_factors_share(tmp_path):
     assert result["probe"] == [] and set(result["share"]) == {"16x16 pixels", "16x16 pixels, edge_loss_weight 10"}
     weighted = result["share"]["16x16 pixels, edge_loss_weight 10"]
     assert weighted["scale"] / weighted["floor_hue"] > 2 * pixels["scale"] / pixels["floor_hue"]
+
+
+def test_encoder_probe_compares_a_trained_encoder_with_its_random_initialisation(tmp_path, capsys):
+    import encoder_probe
+
+    from concept_diffusion import ConceptEncoder
+
+    torch.manual_seed(1)
+    ConceptEncoder(sample_size=32, num_concepts=4, token_dim=8, width=16).save_pretrained(tmp_path / "run" / "pipeline" / "concept_encoder")
+    out = tmp_path / "probe.json"
+    assert encoder_probe.main([str(tmp_path / "run"), "--train", "600", "--test", "200", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["encoder"], row["features"], row["dims"]) for row in rows] == [
+        ("random initialisation", "trunk", 64), ("random initialisation", "concepts", 4), ("run", "trunk", 64), ("run", "concepts", 4)]
+    for row in rows:  # the floor is most of the image: even random features tell its hue far above chance (0.1)
+        assert row["accuracy"]["floor_hue"] > (0.5 if row["features"] == "trunk" else 0.25), row
+    assert "| run | concepts | 4 |" in capsys.readouterr().out
+
+
+def test_oracle_decoder_draws_from_true_factors_and_reads_them_back(tmp_path):
+    import oracle_decoder
+
+    out = tmp_path / "oracle.json"
+    assert oracle_decoder.main(["--images", "64", "--evaluations", "2", "--test", "8", "--steps", "2", "--probe-images", "640",
+                                "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [point["images"] for point in result["rendered"]] == [32, 64]
+    assert all(len(point["accuracy"]) == len(result["factor_names"]) == 6 for point in result["rendered"])
+    assert set(result["probe_on_real_images"]["accuracy"]) == set(result["factor_names"])
+    assert (tmp_path / "oracle.png").is_file()
