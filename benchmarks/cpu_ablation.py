@@ -58,7 +58,7 @@ ARMS = {
     # The edge-weighted loss with more steps at high noise (logit-normal mean 2, the preset's is 1), where the noisy
     # image no longer shows the object's outline, so that only the tokens can tell the UNet where it is.
     "edge_loss_x10_t_mean_2": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2"], {}),
-    # A diagnostic, not a recipe: nearly every step at pure noise (t >= 982 of 1000 for 95% of them), where the UNet sees
+    # A diagnostic, not a recipe: nearly every step at pure noise (t >= 982 of 1000 for 97.5% of them), where the UNet sees
     # nothing of the image and must draw it from the tokens alone, as the decoder of an autoencoder.
     "edge_loss_x10_t_mean_6": (["--edge-loss-weight", "10", "--timestep-logit-mean", "6"], {}),
     # Both changes that give the object room and reason to be encoded: 20 concepts (the paper's N) and Skip Dropout.
