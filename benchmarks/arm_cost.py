@@ -47,7 +47,7 @@ def arm_step(arm: str, work_dir: str, vae):
     from concept_diffusion.training.trainer import setup, training_step
 
     preset = cpu_ablation.arm_preset(arm, work_dir, vae)
-    flags = [flag.replace("{vae}", str(vae)) for flag in cpu_ablation.ARMS[arm][0]]
+    flags = cpu_ablation.arm_flags(arm, vae)
     config = train_config(["--preset", preset, "--output-dir", os.path.join(work_dir, arm), "--max-steps", "1", "--report-to", "none",
                            "--batch-size", str(cpu_ablation.BATCH), *flags])
     parts, dataset, _ = setup(config, make_accelerator(), None)

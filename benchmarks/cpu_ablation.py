@@ -1,9 +1,10 @@
 """Controlled ablation of the `cpu` preset: one change at a time, several seeds, equal image budgets, exact metrics.
 
-Each (arm, seed) trains with `concept-diffusion train --preset cpu` plus the arm's flags (or on a copy of
-the preset with the arm's architecture edits), one torch thread per run, runs spread over the cores
-(`--parallel`, each pinned to its own core); then every final EMA concept encoder is scored with all six
-metrics at disentanglement_lib's full sizes. Prints a table (mean and spread over seeds per arm) and writes JSON.
+Each (arm, seed) trains with `concept-diffusion train --preset cpu` plus BASE_FLAGS (the preset's recipe before
+it took the winning arm) and the arm's flags (or on a copy of the preset with the arm's architecture edits),
+one torch thread per run, runs spread over the cores (`--parallel`, each pinned to its own core); then every
+final EMA concept encoder is scored with all six metrics at disentanglement_lib's full sizes. Prints a table
+(mean and spread over seeds per arm) and writes JSON.
 
     python benchmarks/cpu_ablation.py --arms base,uniform_t --seeds 0,1 --images 32000 --parallel 2
     python benchmarks/cpu_ablation.py --report     # every recorded run: table, picture, concept-factor maps
@@ -29,9 +30,12 @@ import subprocess
 import sys
 import time
 
-# One change each from the `cpu` preset's defaults (x0-prediction, logit-normal t with mean 1, L2, lr 2e-3, batch 32,
-# 10 concepts, a (16, 32, 64) UNet with cross-attention at 16x16 and 8x8): training flags, and edits of the
-# preset's component configs ({component: {key: value}}), applied to a copy of the preset.
+# One change each from the `cpu` preset as it was until 2026-12-05 (x0-prediction, logit-normal t with mean 1, L2, no
+# edge weighting, lr 2e-3, batch 32, 10 concepts, a (16, 32, 64) UNet with cross-attention at 16x16 and 8x8): training
+# flags, and edits of the preset's component configs ({component: {key: value}}), applied to a copy of the preset.
+# The preset now trains with the winner, `edge_loss_x10_t_mean_2`; BASE_FLAGS, given before each arm's own flags,
+# restore the old recipe, so that every arm and every recorded run keeps its meaning.
+BASE_FLAGS = ["--timestep-logit-mean", "1", "--edge-loss-weight", "0"]
 ARMS = {
     "base": ([], {}),
     "uniform_t": (["--timestep-sampling", "uniform"], {}),
@@ -55,9 +59,11 @@ ARMS = {
     "encoder_lr_x3": (["--encoder-lr-multiplier", "3"], {}),
     # What the factor probe's shares point to: the loss weighted toward edges, where scale, shape and orientation are.
     "edge_loss_x10": (["--edge-loss-weight", "10"], {}),
-    # The edge-weighted loss with more steps at high noise (logit-normal mean 2, the preset's is 1), where the noisy
+    # The edge-weighted loss with more steps at high noise (logit-normal mean 2, the old recipe's is 1), where the noisy
     # image no longer shows the object's outline, so that only the tokens can tell the UNet where it is.
     "edge_loss_x10_t_mean_2": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2"], {}),
+    # The same pushed further toward noise (mean 3: 84% of the steps above t = 880, 16% above 982), the dose after mean 2.
+    "edge_loss_x10_t_mean_3": (["--edge-loss-weight", "10", "--timestep-logit-mean", "3"], {}),
     # A diagnostic, not a recipe: nearly every step at pure noise (t >= 982 of 1000 for 97.5% of them), where the UNet sees
     # nothing of the image and must draw it from the tokens alone, as the decoder of an autoencoder.
     "edge_loss_x10_t_mean_6": (["--edge-loss-weight", "10", "--timestep-logit-mean", "6"], {}),
@@ -147,6 +153,11 @@ def arm_preset(arm: str, work_dir: str, vae: str = None) -> str:
             raise SystemExit(f"--arms {arm}: pass the trained first stage with --vae FOLDER (`concept-diffusion train-vae`)")
         vae_config = os.path.join(vae, "config.json")
     return copy_preset("cpu", os.path.join(work_dir, "presets", arm), edits, vae_config)
+
+
+def arm_flags(arm: str, vae: str = None) -> list:
+    """The training flags of `arm`: BASE_FLAGS, then the arm's own (which win where they repeat one), `{vae}` filled in."""
+    return [*BASE_FLAGS, *(flag.replace("{vae}", str(vae)) for flag in ARMS[arm][0])]
 
 
 def train_small_first_stage(work_dir: str, minutes: float) -> str:
@@ -313,7 +324,7 @@ def train_commands(args, runs: list) -> list:
     if args.vae is None and any("model_index" in ARMS[arm][1] for arm, _, _ in runs):
         args.vae = train_small_first_stage(args.work_dir, args.first_stage_minutes)
     presets = {arm: arm_preset(arm, args.work_dir, args.vae) for arm in args.arms}
-    flags = {arm: [flag.replace("{vae}", str(args.vae and os.path.abspath(args.vae))) for flag in ARMS[arm][0]] for arm in args.arms}
+    flags = {arm: arm_flags(arm, args.vae and os.path.abspath(args.vae)) for arm in args.arms}
     common = ["--data", "shapes3d-procedural", "--max-steps", str(args.images // args.batch_size), "--batch-size", str(args.batch_size),
               "--eval-every", str(args.eval_every), "--eval-samples", str(args.eval_samples), "--eval-final", "false",
               "--checkpoint-every", "0", "--report-to", "none"]

@@ -105,6 +105,22 @@ def test_cpu_ablation_trains_each_arm_with_its_flags_and_budget(tmp_path):
     assert "--skip-dropout" not in commands["base seed 0"]
 
 
+def test_cpu_ablation_base_stays_the_old_recipe_and_the_winner_is_the_cpu_preset(tmp_path):
+    """The preset now trains with the winning arm; the recorded arms must still mean "the old recipe + one change"."""
+    import cpu_ablation
+    from concept_diffusion.cli.train import train_config
+
+    def config(*flags):
+        return train_config(["--preset", "cpu", "--output-dir", str(tmp_path), *flags])
+
+    preset, base = config(), config(*cpu_ablation.arm_flags("base"))
+    winner = config(*cpu_ablation.arm_flags("edge_loss_x10_t_mean_2"))
+    assert (base.timestep_logit_mean, base.edge_loss_weight) == (1.0, 0.0)
+    assert (preset.timestep_logit_mean, preset.edge_loss_weight) == (winner.timestep_logit_mean, winner.edge_loss_weight) == (2.0, 10.0)
+    dropout = config(*cpu_ablation.arm_flags("skip_dropout"))
+    assert (dropout.skip_dropout, dropout.timestep_logit_mean, dropout.edge_loss_weight) == (0.2, 1.0, 0.0)
+
+
 def test_first_stage_quality_reports_held_out_psnr_and_a_picture(tmp_path):
     import first_stage_quality
 

@@ -138,7 +138,8 @@ class TrainingConfig:
     edge_loss_weight: float = 0.0
     """Weight the loss toward edges (0 = off): each position's error is scaled by (1 + w * edge / mean edge) / (1 + w),
     edge being the clean target's gradient magnitude (`edge_weights`), so outlines (the object's scale, shape and
-    orientation) cost as much as the large flat hues. The mean weight stays 1. Not in the released code."""
+    orientation) cost as much as the large flat hues. The mean weight stays 1. Not in the released code; the `cpu`
+    preset uses 10, with `timestep_logit_mean` 2 (benchmarks/RESULTS.md, "Object factors")."""
     released_zero_init: bool = False
     """Zero-initialise the UNet like the released code (each ResBlock's output conv, each transformer's
     proj_out, the final conv) before training; the paper presets turn it on."""
