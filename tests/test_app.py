@@ -217,11 +217,13 @@ def test_api_encode_decode_and_reset(client, editor, image_files):
     expected = editor.encode(read_image(image_files[0]))
     np.testing.assert_allclose(concepts, expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose([slider["value"] for slider in sliders], expected, rtol=0, atol=5e-4 + 1e-9)  # shown to 3 decimals
+    assert all(slider["minimum"] <= value <= slider["maximum"] for slider, value in zip(sliders, concepts))  # /decode takes them as they are
     pixels = lambda image: (image * 255).round()  # noqa: E731  PNG stores 8 bits
     np.testing.assert_array_equal(pixels(read_image(reconstruction)), pixels(editor.decode(expected)))
     moved = list(concepts)
-    moved[0] = sliders[0]["maximum"]  # as far as the slider goes (the server checks its bounds)
-    assert abs(moved[0] - concepts[0]) > 1e-3
+    low, high = sliders[FLOOR]["minimum"], sliders[FLOOR]["maximum"]  # the server checks the sliders' bounds
+    moved[FLOOR] = low if moved[FLOOR] > (low + high) / 2 else high  # the far end of the floor hue's concept
+    assert abs(moved[FLOOR] - concepts[FLOOR]) > 1e-3
     edited = client.predict(*moved, STEPS, 0, api_name="/decode")
     np.testing.assert_array_equal(pixels(read_image(edited)), pixels(editor.decode(moved)))
     assert mean_change(read_image(edited), read_image(reconstruction)) >= MIN_CHANGE  # so /decode used the moved value

@@ -4,6 +4,7 @@ Every event has an `api_name`, so the running app is also an API (`gradio_client
 It needs no network: Gradio's bundled fonts and scripts, no analytics.
 """
 
+import math
 import os
 import tempfile
 
@@ -12,6 +13,12 @@ import numpy as np
 import PIL.Image
 
 from concept_diffusion.app.editor import ConceptEditor
+
+
+def _outward(values) -> tuple:
+    """`values` rounded to three decimals down and up: slider bounds that keep each exact value inside."""
+    return [math.floor(float(v) * 1000) / 1000 for v in values], [math.ceil(float(v) * 1000) / 1000 for v in values]
+
 
 # The model's images are 32 or 64 pixels: show them large, with sharp pixels.
 EDITOR_CSS = ".pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
@@ -63,7 +70,8 @@ def _edit_tab(editor: ConceptEditor, quality):
             edited = _image("edited", False, elem_id="edit-output")
             reset = gr.Button("reset to the image's concepts", elem_id="reset")
     sliders = []
-    low, high = [[round(float(v), 3) for v in column] for column in editor.statistics.ranges.T]
+    # Three decimals, rounded outward: every concept value seen on the data stays inside its slider.
+    low, high = _outward(editor.statistics.ranges[:, 0])[0], _outward(editor.statistics.ranges[:, 1])[1]
     high = [max(h, l + 0.01) for l, h in zip(low, high)]  # a concept that never moves still gets a slider
     with gr.Row():
         for i, label in enumerate(editor.labels):
@@ -81,7 +89,8 @@ def _edit_tab(editor: ConceptEditor, quality):
     def _slider_updates(concepts):
         # Three decimals are finer than any visible change, and keep the number boxes readable.
         values = [round(v, 3) for v in concepts]
-        return [gr.update(value=v, minimum=min(low[i], v), maximum=max(high[i], v)) for i, v in enumerate(values)]
+        lowest, highest = _outward(concepts)  # the bounds take the exact value, which /decode may be sent
+        return [gr.update(value=v, minimum=min(low[i], lowest[i]), maximum=max(high[i], highest[i])) for i, v in enumerate(values)]
 
     def decode(*values):
         *concepts, num_steps, noise_seed = values
