@@ -15,9 +15,9 @@ import PIL.Image
 from concept_diffusion.app.editor import ConceptEditor
 
 
-def _outward(values) -> tuple:
-    """`values` rounded to three decimals down and up: slider bounds that keep each exact value inside."""
-    return [math.floor(float(v) * 1000) / 1000 for v in values], [math.ceil(float(v) * 1000) / 1000 for v in values]
+def _outward(lows, highs) -> tuple:
+    """`lows` rounded down and `highs` up to three decimals: slider bounds that keep each exact value inside."""
+    return [math.floor(float(v) * 1000) / 1000 for v in lows], [math.ceil(float(v) * 1000) / 1000 for v in highs]
 
 
 # The model's images are 32 or 64 pixels: show them large, with sharp pixels.
@@ -71,7 +71,7 @@ def _edit_tab(editor: ConceptEditor, quality):
             reset = gr.Button("reset to the image's concepts", elem_id="reset")
     sliders = []
     # Three decimals, rounded outward: every concept value seen on the data stays inside its slider.
-    low, high = _outward(editor.statistics.ranges[:, 0])[0], _outward(editor.statistics.ranges[:, 1])[1]
+    low, high = _outward(editor.statistics.ranges[:, 0], editor.statistics.ranges[:, 1])
     high = [max(h, l + 0.01) for l, h in zip(low, high)]  # a concept that never moves still gets a slider
     with gr.Row():
         for i, label in enumerate(editor.labels):
@@ -89,7 +89,7 @@ def _edit_tab(editor: ConceptEditor, quality):
     def _slider_updates(concepts):
         # Three decimals are finer than any visible change, and keep the number boxes readable.
         values = [round(v, 3) for v in concepts]
-        lowest, highest = _outward(concepts)  # the bounds take the exact value, which /decode may be sent
+        lowest, highest = _outward(concepts, concepts)  # the bounds take the exact value, which /decode may be sent
         return [gr.update(value=v, minimum=min(low[i], lowest[i]), maximum=max(high[i], highest[i])) for i, v in enumerate(values)]
 
     def decode(*values):
