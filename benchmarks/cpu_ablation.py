@@ -64,6 +64,9 @@ ARMS = {
     "edge_loss_x10_t_mean_2": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2"], {}),
     # The same pushed further toward noise (mean 3: 84% of the steps above t = 880, 16% above 982), the dose after mean 2.
     "edge_loss_x10_t_mean_3": (["--edge-loss-weight", "10", "--timestep-logit-mean", "3"], {}),
+    # The recipe (mean 2) with multi-resolution noise (discount 0.8): white noise leaves the large-scale layout (the
+    # camera's turn moves the wall corner) visible at nearly every timestep; noise at every scale hides it too.
+    "edge_loss_x10_t_mean_2_multires": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2", "--multires-noise-discount", "0.8"], {}),
     # A diagnostic, not a recipe: nearly every step at pure noise (t >= 982 of 1000 for 97.5% of them), where the UNet sees
     # nothing of the image and must draw it from the tokens alone, as the decoder of an autoencoder.
     "edge_loss_x10_t_mean_6": (["--edge-loss-weight", "10", "--timestep-logit-mean", "6"], {}),

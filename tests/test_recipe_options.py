@@ -223,6 +223,24 @@ def test_edge_loss_weight_weights_the_error_and_trains(tmp_path, vae_dir):
         tiny_config(tmp_path, vae_dir, edge_loss_weight=-1.0)
 
 
+def test_multires_noise_hides_the_layout_and_trains(tmp_path, vae_dir):
+    from concept_diffusion.training.trainer import training_noise
+
+    shape = (64, 3, 32, 32)
+    plain = training_noise(shape, torch.Generator().manual_seed(0), 0.0)
+    assert torch.equal(plain, torch.randn(shape, generator=torch.Generator().manual_seed(0)))  # off: the old draw
+    multires = training_noise(shape, torch.Generator().manual_seed(0), 0.8)
+    assert torch.allclose(multires.std(dim=(1, 2, 3)), torch.ones(64))  # each sample keeps unit variance
+    block_means = [torch.nn.functional.avg_pool2d(noise, 8).std().item() for noise in (plain, multires)]
+    assert block_means[0] == pytest.approx(1 / 8, rel=0.1)  # white noise averages out over an 8x8 block
+    assert block_means[1] > 3 * block_means[0]  # multi-resolution noise does not: the layout stays hidden
+
+    result = train(tiny_config(tmp_path, vae_dir, "multires", max_steps=2, multires_noise_discount=0.8))
+    assert ConceptDiffusionPipeline.from_pretrained(result.pipeline_dir).unet is not None
+    with pytest.raises(ValueError, match="multires_noise_discount must be in"):
+        tiny_config(tmp_path, vae_dir, multires_noise_discount=1.0)
+
+
 # ---------------------------------------------------------------- the first stage's codebook
 
 

@@ -140,6 +140,11 @@ class TrainingConfig:
     edge being the clean target's gradient magnitude (`edge_weights`), so outlines (the object's scale, shape and
     orientation) cost as much as the large flat hues. The mean weight stays 1. Not in the released code; the `cpu`
     preset uses 10, with `timestep_logit_mean` 2 (benchmarks/RESULTS.md, "Object factors")."""
+    multires_noise_discount: float = 0.0
+    """Multi-resolution noise (0 = off, plain Gaussian noise): add Gaussian noise drawn at 1/2, 1/4, ... of the image
+    size, upsampled and weighted discount ** level (`trainer.training_noise`), so that the noise hides the large-scale
+    layout (the camera's turn, the object's place) as it hides fine detail, and the UNet must take it from the tokens.
+    In [0, 1); Whitaker (2023) used 0.8 with a random scale step. Training only: sampling starts from plain noise."""
     released_zero_init: bool = False
     """Zero-initialise the UNet like the released code (each ResBlock's output conv, each transformer's
     proj_out, the final conv) before training; the paper presets turn it on."""
@@ -270,6 +275,10 @@ def check_config(config) -> None:
             raise ValueError(f"encoder_lr_multiplier must be positive, got {config.encoder_lr_multiplier}")
         if not config.edge_loss_weight >= 0:
             raise ValueError(f"edge_loss_weight must be 0 (off) or positive, got {config.edge_loss_weight}")
+        if not 0 <= config.multires_noise_discount < 1:
+            raise ValueError(
+                f"multires_noise_discount must be in [0, 1) (0 turns it off; 0.8 is the usual strength), got {config.multires_noise_discount}"
+            )
         if not 0 <= config.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
     else:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from torch.nn import functional as F
 
 from concept_diffusion.atomic import atomic_path, write_json
 from concept_diffusion.models.released_init import zero_init_like_released
@@ -115,6 +116,26 @@ def edge_weights(clean: torch.Tensor, weight: float) -> torch.Tensor:
     return (1 + weight * edge) / (1 + weight)
 
 
+def training_noise(shape: tuple, generator: torch.Generator, discount: float) -> torch.Tensor:
+    """The noise `diffusion_loss` adds: Gaussian, plus with `discount` > 0 multi-resolution noise (Whitaker 2023).
+
+    White noise hides an image's fine detail at far lower noise levels than its large-scale layout, which an
+    average over many pixels still shows. Multi-resolution noise adds Gaussian noise drawn at 1/2, 1/4, ... of
+    the size down to 1x1, upsampled bilinearly and weighted `discount ** level`, then scales each sample back to
+    unit standard deviation, so that the layout is hidden too and must come from the tokens. With `discount` 0
+    it is one `torch.randn` draw, the same bits as before the option existed."""
+    noise = torch.randn(shape, generator=generator, device=generator.device)
+    if not discount:
+        return noise
+    batch, channels, height, width = shape
+    level = 1
+    while min(height, width) >> (level - 1) > 1:
+        coarse = torch.randn(batch, channels, max(height >> level, 1), max(width >> level, 1), generator=generator, device=generator.device)
+        noise = noise + discount**level * F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+        level += 1
+    return noise / noise.std(dim=(1, 2, 3), keepdim=True)
+
+
 def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: TrainingConfig, unet_config=None):
     """The plain diffusion loss of EncDiff: predict the noise (or v) added at a random timestep.
 
@@ -122,7 +143,7 @@ def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: Tr
     wrapped UNet (DDP, torch.compile) does not have: pass the plain model's."""
     unet_config = unet.config if unet_config is None else unet_config
     batch = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(latents)
+    noise = training_noise(tuple(latents.shape), generator, config.multires_noise_discount).to(latents)
     timesteps = sample_timesteps(batch, noise_scheduler.config.num_train_timesteps, generator, config).to(latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     prediction = unet(noisy, timesteps, **unet_condition(unet_config, tokens)).sample
