@@ -129,8 +129,8 @@ def training_noise(shape: tuple, generator: torch.Generator, discount: float) ->
         return noise
     batch, channels, height, width = shape
     level = 1
-    while min(height, width) >> (level - 1) > 1:
-        coarse = torch.randn(batch, channels, max(height >> level, 1), max(width >> level, 1), generator=generator, device=generator.device)
+    while min(height, width) >> level:  # down to the level where the smaller side is one pixel
+        coarse = torch.randn(batch, channels, height >> level, width >> level, generator=generator, device=generator.device)
         noise = noise + discount**level * F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
         level += 1
     return noise / noise.std(dim=(1, 2, 3), keepdim=True)
