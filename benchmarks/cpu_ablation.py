@@ -33,9 +33,10 @@ import time
 # One change each from the `cpu` preset as it was until 2026-12-05 (x0-prediction, logit-normal t with mean 1, L2, no
 # edge weighting, lr 2e-3, batch 32, 10 concepts, a (16, 32, 64) UNet with cross-attention at 16x16 and 8x8): training
 # flags, and edits of the preset's component configs ({component: {key: value}}), applied to a copy of the preset.
-# The preset now trains with the winner, `edge_loss_x10_t_mean_2`; BASE_FLAGS, given before each arm's own flags,
-# restore the old recipe, so that every arm and every recorded run keeps its meaning.
-BASE_FLAGS = ["--timestep-logit-mean", "1", "--edge-loss-weight", "0"]
+# The preset has since trained with the winners, `edge_loss_x10_t_mean_2` and then `edge_loss_x10_t_mean_2_grad_x100`;
+# BASE_FLAGS, given before each arm's own flags, restore the old recipe, so that every arm and every recorded run keeps
+# its meaning.
+BASE_FLAGS = ["--timestep-logit-mean", "1", "--edge-loss-weight", "0", "--gradient-loss-weight", "0"]
 ARMS = {
     "base": ([], {}),
     "uniform_t": (["--timestep-sampling", "uniform"], {}),
@@ -67,6 +68,12 @@ ARMS = {
     # The recipe (mean 2) with multi-resolution noise (discount 0.8): white noise leaves the large-scale layout (the
     # camera's turn moves the wall corner) visible at nearly every timestep; noise at every scale hides it too.
     "edge_loss_x10_t_mean_2_multires": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2", "--multires-noise-discount", "0.8"], {}),
+    # The recipe plus a loss on the error's intensity gradient (the channel mean's steps, `gradient_loss_weight`): hues
+    # at fixed saturation and value hardly move the channel mean, so this term pays the object and the camera's turn
+    # more than the hues (`factor_probe.py --gradient-loss-weights`). The term starts at about 1.5x (x100) and 4x (x300)
+    # the edge-weighted loss (the total at step 200: 0.49 and 0.95, against 0.20 without it). x100 is the recipe since 2026-12-05.
+    "edge_loss_x10_t_mean_2_grad_x100": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2", "--gradient-loss-weight", "100"], {}),
+    "edge_loss_x10_t_mean_2_grad_x300": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2", "--gradient-loss-weight", "300"], {}),
     # A diagnostic, not a recipe: nearly every step at pure noise (t >= 982 of 1000 for 97.5% of them), where the UNet sees
     # nothing of the image and must draw it from the tokens alone, as the decoder of an autoencoder.
     "edge_loss_x10_t_mean_6": (["--edge-loss-weight", "10", "--timestep-logit-mean", "6"], {}),

@@ -11,10 +11,12 @@ Two diagnostics on shapes3d-procedural, at each image size in `--sizes`:
    two images that differ in that factor alone, as a fraction of the same between two random images. The
    diffusion loss (L2 in pixel space) pays each factor roughly in proportion to it. `--first-stage` adds
    the share in a trained first stage's latents, `--edge-loss-weights` the share under the training
-   option `edge_loss_weight`.
+   option `edge_loss_weight`, and `--gradient-loss-weights` under each edge weight plus the training
+   option `gradient_loss_weight` (a loss on the error's intensity gradient).
 
     python benchmarks/factor_probe.py --sizes 32,64 --images 100000
     python benchmarks/factor_probe.py --sizes 32,64 --images 0 --first-stage VAE --edge-loss-weights 10   # shares only
+    python benchmarks/factor_probe.py --sizes 32 --images 0 --edge-loss-weights 10 --gradient-loss-weights 100,300,10000
     python benchmarks/factor_probe.py --sizes 32 --images 2000 --test 500    # a quick look
 
 Prints a table per diagnostic, writes JSON, and draws the probe's test accuracy against images seen (PNG
@@ -49,12 +51,15 @@ def parse_args(argv=None):
     parser.add_argument("--first-stage", default=None, help="a trained first stage's folder: also the share of each factor in its latents")
     parser.add_argument("--edge-loss-weights", default="", help="comma-separated `edge_loss_weight`s: also each factor's "
                         "share of the loss weighted toward edges (the training option) at each size")
+    parser.add_argument("--gradient-loss-weights", default="", help="comma-separated `gradient_loss_weight`s: also the share "
+                        "of each edge-weighted loss plus the intensity-gradient term with that weight")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "factor_probe.json"))
     args = parser.parse_args(argv)
     args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     args.edge_loss_weights = [float(weight) for weight in args.edge_loss_weights.split(",") if weight.strip()]
+    args.gradient_loss_weights = [float(weight) for weight in args.gradient_loss_weights.split(",") if weight.strip()]
     if not args.sizes and not args.first_stage:
         parser.error("nothing to measure: give --sizes, --first-stage or both")
     bad = [size for size in args.sizes if size < 16 or size % 16]
@@ -123,15 +128,15 @@ def train_probe(data, args, keep_model: bool = False) -> dict:
     return {**result, "model": probe} if keep_model else result
 
 
-def pixel_share(data, pairs: int, seed: int, space=None, edge_loss_weights=(0.0,)) -> dict:
+def pixel_share(data, pairs: int, seed: int, space=None, edge_loss_weights=(0.0,), gradient_loss_weights=(0.0,)) -> dict:
     """Per factor: mean squared difference of image pairs differing in that factor alone, over random pairs'.
 
     `space` maps images (n, H, W, C) in [0, 1] to what is compared (default: the pixels), e.g. a first stage's latents.
-    Returns {edge_loss_weight: {factor: share}}: each position's difference weighted as the training option weights
-    the loss (`edge_weights` of the first image of the pair, the target; 0 is the plain loss). The images are
-    rendered once for all weights.
+    Returns {(edge_loss_weight, gradient_loss_weight): {factor: share}}: the difference scored as the training loss
+    scores an error with those options (`edge_weights` of the first image of the pair, the target, plus the weighted
+    `intensity_gradient_error`; (0, 0) is the plain loss). The images are rendered once for all weights.
     """
-    from concept_diffusion.training.trainer import edge_weights
+    from concept_diffusion.training.trainer import edge_weights, intensity_gradient_error
 
     space = space or (lambda images: images)
     rng = np.random.RandomState(seed)
@@ -142,21 +147,23 @@ def pixel_share(data, pairs: int, seed: int, space=None, edge_loss_weights=(0.0,
 
     def losses(other: np.ndarray) -> dict:
         squared = (images - other) ** 2
-        return {w: float(np.mean(weight * squared)) for w, weight in weights.items()}
+        gradient = float(intensity_gradient_error(targets - torch.from_numpy(other).permute(0, 3, 1, 2)).mean())
+        return {(w, g): float(np.mean(weight * squared)) + g * gradient for w, weight in weights.items() for g in gradient_loss_weights}
 
     total = losses(space(data.sample_observations_from_factors(data.sample_factors(pairs, rng), rng)))
-    shares = {w: {} for w in edge_loss_weights}
+    shares = {setting: {} for setting in total}
     for k, (name, size) in enumerate(zip(data.factor_names, data.factor_sizes)):
         second = first.copy()
         second[:, k] = (first[:, k] + rng.randint(1, size, size=pairs)) % size  # another value of factor k only
-        for w, loss in losses(space(data.sample_observations_from_factors(second, rng))).items():
-            shares[w][name] = loss / total[w]
+        for setting, loss in losses(space(data.sample_observations_from_factors(second, rng))).items():
+            shares[setting][name] = loss / total[setting]
     return shares
 
 
 def share_rows(compared: str, shares: dict) -> dict:
-    """{table row: shares}: the plain loss as `compared`, each edge weight after it."""
-    return {compared + (f", edge_loss_weight {w:g}" if w else ""): share for w, share in shares.items()}
+    """{table row: shares}: the plain loss as `compared`, each edge and gradient weight after it."""
+    return {compared + (f", edge_loss_weight {w:g}" if w else "") + (f", gradient_loss_weight {g:g}" if g else ""): share
+            for (w, g), share in shares.items()}
 
 
 def latent_space(vae_folder: str):
@@ -218,17 +225,17 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     probes, shares = [], {}
-    weights = [0.0, *args.edge_loss_weights]
+    weights = [0.0, *args.edge_loss_weights], [0.0, *args.gradient_loss_weights]
     for size in args.sizes:
         data = load_ground_truth("shapes3d-procedural", image_size=size)
         data.warm_up()
-        shares.update(share_rows(f"{size}x{size} pixels", pixel_share(data, args.pairs, args.seed, None, weights)))
+        shares.update(share_rows(f"{size}x{size} pixels", pixel_share(data, args.pairs, args.seed, None, *weights)))
         if args.images:
             probes.append(train_probe(data, args))
     if args.first_stage:
         encode, size = latent_space(args.first_stage)
         data = load_ground_truth("shapes3d-procedural", image_size=size)
-        shares.update(share_rows(f"{size}x{size} images, first-stage latents", pixel_share(data, args.pairs, args.seed, encode, weights)))
+        shares.update(share_rows(f"{size}x{size} images, first-stage latents", pixel_share(data, args.pairs, args.seed, encode, *weights)))
     names = list(data.factor_names)
     print_tables(probes, shares, names, data.factor_sizes)
     png_path = os.path.splitext(args.out)[0] + ".png"

@@ -114,9 +114,15 @@ def test_cpu_ablation_base_stays_the_old_recipe_and_the_winner_is_the_cpu_preset
         return train_config(["--preset", "cpu", "--output-dir", str(tmp_path), *flags])
 
     preset, base = config(), config(*cpu_ablation.arm_flags("base"))
-    winner = config(*cpu_ablation.arm_flags("edge_loss_x10_t_mean_2"))
-    assert (base.timestep_logit_mean, base.edge_loss_weight) == (1.0, 0.0)
-    assert (preset.timestep_logit_mean, preset.edge_loss_weight) == (winner.timestep_logit_mean, winner.edge_loss_weight) == (2.0, 10.0)
+    winner = config(*cpu_ablation.arm_flags("edge_loss_x10_t_mean_2_grad_x100"))
+    previous = config(*cpu_ablation.arm_flags("edge_loss_x10_t_mean_2"))
+
+    def recipe(c):
+        return c.timestep_logit_mean, c.edge_loss_weight, c.gradient_loss_weight
+
+    assert recipe(base) == (1.0, 0.0, 0.0)
+    assert recipe(preset) == recipe(winner) == (2.0, 10.0, 100.0)
+    assert recipe(previous) == (2.0, 10.0, 0.0)  # the recipe before the gradient loss keeps its meaning
     dropout = config(*cpu_ablation.arm_flags("skip_dropout"))
     assert (dropout.skip_dropout, dropout.timestep_logit_mean, dropout.edge_loss_weight) == (0.2, 1.0, 0.0)
 
@@ -190,11 +196,15 @@ def test_factor_probe_reads_factors_and_measures_each_factors_share(tmp_path):
 
     shares_only = tmp_path / "share.json"  # no probe; the loss weighted toward edges pays the object more
     assert factor_probe.main(["--sizes", "16", "--images", "0", "--pairs", "40", "--edge-loss-weights", "10",
-                              "--out", str(shares_only)]) == 0
+                              "--gradient-loss-weights", "1000", "--out", str(shares_only)]) == 0
     result = json.loads(shares_only.read_text())
-    assert result["probe"] == [] and set(result["share"]) == {"16x16 pixels", "16x16 pixels, edge_loss_weight 10"}
+    assert result["probe"] == [] and set(result["share"]) == {
+        "16x16 pixels", "16x16 pixels, edge_loss_weight 10", "16x16 pixels, gradient_loss_weight 1000",
+        "16x16 pixels, edge_loss_weight 10, gradient_loss_weight 1000"}
     weighted = result["share"]["16x16 pixels, edge_loss_weight 10"]
     assert weighted["scale"] / weighted["floor_hue"] > 2 * pixels["scale"] / pixels["floor_hue"]
+    gradient = result["share"]["16x16 pixels, gradient_loss_weight 1000"]  # the intensity gradient pays the turn most
+    assert gradient["orientation"] / gradient["floor_hue"] > 2 * weighted["orientation"] / weighted["floor_hue"]
 
 
 def test_encoder_probe_compares_a_trained_encoder_with_its_random_initialisation(tmp_path, capsys):

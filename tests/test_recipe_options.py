@@ -1,5 +1,5 @@
 """The recipe's options beyond the released code: Skip Dropout, AdaGN conditioning, the encoder's learning rate,
-the edge-weighted loss and the first stage's codebook initialised from data. Each is off by default, and off leaves training as it was."""
+the edge-weighted loss, the intensity-gradient loss, multi-resolution noise and the first stage's codebook initialised from data. Each is off by default, and off leaves training as it was."""
 
 import numpy as np
 import pytest
@@ -221,6 +221,41 @@ def test_edge_loss_weight_weights_the_error_and_trains(tmp_path, vae_dir):
     assert ConceptDiffusionPipeline.from_pretrained(result.pipeline_dir).unet is not None
     with pytest.raises(ValueError, match="edge_loss_weight must be 0"):
         tiny_config(tmp_path, vae_dir, edge_loss_weight=-1.0)
+
+
+def test_gradient_loss_pays_outlines_not_hues_and_trains(tmp_path, vae_dir):
+    from concept_diffusion.training.trainer import diffusion_loss, intensity_gradient_error
+
+    def scene(top_hue, square_at):  # a two-colour background and a grey square
+        image = torch.zeros(1, 3, 16, 16)
+        image[:, :, :8] = torch.tensor(top_hue).view(1, 3, 1, 1)
+        image[:, :, 8:] = torch.tensor([0.1, 0.1, 0.9]).view(1, 3, 1, 1)
+        image[:, :, 9:13, square_at:square_at + 4] = 0.5
+        return image
+
+    target = scene([0.9, 0.1, 0.1], 3)
+    recoloured = scene([0.1, 0.9, 0.1], 3)  # the same channel mean: only the hue changed
+    moved = scene([0.9, 0.1, 0.1], 5)  # the square two pixels to the right
+    assert intensity_gradient_error(recoloured - target).item() == pytest.approx(0.0, abs=1e-6)
+    assert ((recoloured - target) ** 2).mean() > ((moved - target) ** 2).mean()  # the plain loss pays the hue more
+    step = 0.5 - 1.1 / 3  # the square's channel mean against the floor's: 16 horizontal and 8 vertical steps of 240 each
+    assert intensity_gradient_error(moved - target).item() == pytest.approx((16 / 240 + 8 / 240) * step**2, rel=1e-4)
+    assert intensity_gradient_error(moved - target, "l1").item() == pytest.approx((16 / 240 + 8 / 240) * step, rel=1e-4)
+
+    pipe = build_pipeline("tiny", seed=0)
+    scheduler = pipe.scheduler
+    latents, tokens = torch.rand(2, *pipe.latent_shape, generator=torch.Generator().manual_seed(1)), unet_inputs(pipe)[2]
+    losses = {}
+    for weight in (0.0, 100.0):
+        config = tiny_config(tmp_path, vae_dir, loss="l2", timestep_sampling="uniform", gradient_loss_weight=weight)
+        with torch.no_grad():
+            losses[weight] = diffusion_loss(pipe.unet, scheduler, latents, tokens, torch.Generator().manual_seed(3), config).item()
+    assert losses[100.0] > losses[0.0] * 1.1  # the term is added, with its weight
+
+    result = train(tiny_config(tmp_path, vae_dir, "gradient", max_steps=2, gradient_loss_weight=100.0))
+    assert ConceptDiffusionPipeline.from_pretrained(result.pipeline_dir).unet is not None
+    with pytest.raises(ValueError, match="gradient_loss_weight must be 0"):
+        tiny_config(tmp_path, vae_dir, gradient_loss_weight=-1.0)
 
 
 def test_multires_noise_hides_the_layout_and_trains(tmp_path, vae_dir):

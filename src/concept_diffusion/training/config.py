@@ -139,7 +139,13 @@ class TrainingConfig:
     """Weight the loss toward edges (0 = off): each position's error is scaled by (1 + w * edge / mean edge) / (1 + w),
     edge being the clean target's gradient magnitude (`edge_weights`), so outlines (the object's scale, shape and
     orientation) cost as much as the large flat hues. The mean weight stays 1. Not in the released code; the `cpu`
-    preset uses 10, with `timestep_logit_mean` 2 (benchmarks/RESULTS.md, "Object factors")."""
+    preset uses 10, with `timestep_logit_mean` 2 and `gradient_loss_weight` 100 (benchmarks/RESULTS.md, "Object factors")."""
+    gradient_loss_weight: float = 0.0
+    """Add this weight times a loss on the error's intensity gradient (0 = off; `trainer.intensity_gradient_error`):
+    the horizontal and vertical steps of the channel mean of prediction - target, squared (absolute with `loss` "l1").
+    Hues at fixed saturation and value hardly move the channel mean, outlines and shading edges do, so the term pays
+    the object's scale and shape and the camera's orientation more than the hues. Not in the released code; the `cpu`
+    preset uses 100, where the term starts at about 1.5x the edge-weighted loss (benchmarks/RESULTS.md, "Object factors")."""
     multires_noise_discount: float = 0.0
     """Multi-resolution noise (0 = off, plain Gaussian noise): add Gaussian noise drawn at 1/2, 1/4, ... of the image
     size, upsampled and weighted discount ** level (`trainer.training_noise`), so that the noise hides the large-scale
@@ -275,6 +281,8 @@ def check_config(config) -> None:
             raise ValueError(f"encoder_lr_multiplier must be positive, got {config.encoder_lr_multiplier}")
         if not config.edge_loss_weight >= 0:
             raise ValueError(f"edge_loss_weight must be 0 (off) or positive, got {config.edge_loss_weight}")
+        if not config.gradient_loss_weight >= 0:
+            raise ValueError(f"gradient_loss_weight must be 0 (off) or positive, got {config.gradient_loss_weight}")
         if not 0 <= config.multires_noise_discount < 1:
             raise ValueError(
                 f"multires_noise_discount must be in [0, 1) (0 turns it off; 0.8 is the usual strength), got {config.multires_noise_discount}"

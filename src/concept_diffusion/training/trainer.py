@@ -116,6 +116,19 @@ def edge_weights(clean: torch.Tensor, weight: float) -> torch.Tensor:
     return (1 + weight * edge) / (1 + weight)
 
 
+def intensity_gradient_error(difference: torch.Tensor, loss: str = "l2") -> torch.Tensor:
+    """Per sample (B,): the squared (or, with `loss` "l1", absolute) horizontal and vertical steps of the channel mean
+    of `difference` (B, C, H, W), each averaged over the positions, summed.
+
+    With `difference` a prediction's error this is a loss on the image's intensity gradient. A hue change at fixed
+    saturation and value hardly moves the channel mean, while the geometry (an outline, a shading edge, the camera's
+    turn) moves it, so this term pays the object and the camera more than the hues (`benchmarks/factor_probe.py`)."""
+    intensity = difference.float().mean(1)
+    steps = (torch.diff(intensity, dim=-1), torch.diff(intensity, dim=-2))
+    measure = torch.abs if loss == "l1" else torch.square
+    return sum(measure(step).mean(dim=(1, 2)) for step in steps)
+
+
 def training_noise(shape: tuple, generator: torch.Generator, discount: float) -> torch.Tensor:
     """The noise `diffusion_loss` adds: Gaussian, plus with `discount` > 0 multi-resolution noise (Whitaker 2023).
 
@@ -158,6 +171,8 @@ def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: Tr
     if config.edge_loss_weight:
         error = error * edge_weights(latents, config.edge_loss_weight)
     per_sample = error.mean(dim=tuple(range(1, error.ndim)))
+    if config.gradient_loss_weight:
+        per_sample = per_sample + config.gradient_loss_weight * intensity_gradient_error(prediction - target, config.loss)
     if config.snr_gamma is None:
         return per_sample.mean()
     from diffusers.training_utils import compute_snr
