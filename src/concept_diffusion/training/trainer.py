@@ -167,12 +167,13 @@ def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: Tr
         target = latents
     else:
         target = noise
-    error = (prediction.float() - target.float()).abs() if config.loss == "l1" else (prediction.float() - target.float()) ** 2
+    difference = prediction.float() - target.float()
+    error = difference.abs() if config.loss == "l1" else difference**2
     if config.edge_loss_weight:
         error = error * edge_weights(latents, config.edge_loss_weight)
     per_sample = error.mean(dim=tuple(range(1, error.ndim)))
     if config.gradient_loss_weight:
-        per_sample = per_sample + config.gradient_loss_weight * intensity_gradient_error(prediction - target, config.loss)
+        per_sample = per_sample + config.gradient_loss_weight * intensity_gradient_error(difference, config.loss)
     if config.snr_gamma is None:
         return per_sample.mean()
     from diffusers.training_utils import compute_snr
