@@ -12,7 +12,10 @@ final EMA concept encoder is scored with all six metrics at disentanglement_lib'
 On a machine with a GPU the same command trains there (accelerate picks the device; `--parallel` runs share
 it), `--eval-every` records FactorVAE / DCI curves along training (fast mode, the trainer's), and
 `--no-score` stops after training, so that the run folders (their `pipeline/concept_encoder` is all the
-scoring needs) can be brought back and scored with the same command elsewhere: finished trainings are skipped.
+scoring needs) can be brought back and scored with the same command elsewhere: finished trainings are skipped,
+and a training that was stopped resumes from its last checkpoint (every 500 steps) when the same command runs again.
+`--data` trains and scores on another procedural data set (`dsprites-procedural`'s one channel gets a one-channel
+copy of each arm's preset).
 
 `--report` adds to each recorded run (once, cached in the JSON) how well its concepts predict each factor
 (`evaluation.concept_factors`, 2,000 images), prints a Markdown table of all arms and budgets, and draws
@@ -99,6 +102,8 @@ HEADLINE = {"factor_vae.eval_accuracy": "FactorVAE", "dci.disentanglement": "DCI
 # The factors whose accuracy the table shows: the object's (every arm predicts the hues; the picture shows all six).
 TABLE_FACTORS = ["scale", "shape", "orientation"]
 BATCH = 32
+DATA = "shapes3d-procedural"
+CHECKPOINT_EVERY = 500  # steps (16,000 images, about 9 minutes of one core): a stopped batch resumes from there
 # `concept-diffusion` through this interpreter: also where the package is on PYTHONPATH without its console script.
 CLI = [sys.executable, "-m", "concept_diffusion.cli"]
 CPU_CORE = "one CPU core each"
@@ -121,8 +126,12 @@ def parse_args(argv=None):
     parser.add_argument("--eval-samples", type=int, default=1000, help="training points of those scores")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop each training after this long (fewer images then)")
     parser.add_argument("--no-score", action="store_true", help="train only; score later with the same command")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "cpu_ablation.json"))
+    parser.add_argument("--data", default=DATA, help=f"the procedural data set every run trains on and is scored on (default {DATA})")
+    parser.add_argument("--out", default=None, help="results JSON (default: results/cpu_ablation.json, cpu_ablation_DATA.json for other data)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        name = "cpu_ablation.json" if args.data == DATA else f"cpu_ablation_{args.data}.json"
+        args.out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
     args.arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
     unknown = sorted(set(args.arms) - set(ARMS))
     if unknown or not args.arms:
@@ -152,9 +161,14 @@ def copy_preset(source: str, folder: str, edits: dict, vae_config: str = None) -
     return os.path.abspath(folder)
 
 
-def arm_preset(arm: str, work_dir: str, vae: str = None) -> str:
-    """"cpu", or a copy of the `cpu` preset with the arm's config edits (and the trained first stage's config)."""
+def arm_preset(arm: str, work_dir: str, vae: str = None, channels: int = 3) -> str:
+    """"cpu", or a copy of the `cpu` preset with the arm's config edits (and the trained first stage's config), and
+    for data with other than 3 channels (dSprites' 1) the encoder's and the UNet's channels set to theirs."""
     edits = ARMS[arm][1]
+    if channels != 3:
+        edits = {**edits, "concept_encoder": {**edits.get("concept_encoder", {}), "in_channels": channels},
+                 "unet": {**edits.get("unet", {}), "in_channels": channels, "out_channels": channels}}
+        arm = f"{arm}-{channels}ch"
     if not edits:
         return "cpu"
     vae_config = None
@@ -213,17 +227,18 @@ def run_all(jobs: list, parallel: int, first_core: int = 0) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def ground_truth(image_size: int):
-    """shapes3d-procedural at `image_size`, built once per size for all the runs a report maps."""
+def ground_truth(data: str, image_size: int):
+    """The procedural data set at `image_size`, built once per size for all the runs a report maps."""
     from concept_diffusion import load_ground_truth
 
-    return load_ground_truth("shapes3d-procedural", image_size=image_size)
+    return load_ground_truth(data, image_size=image_size)
 
 
-def run_folder(work_dir: str, arm: str, seed: int, images: int, batch_size: int = BATCH) -> str:
-    """The run's folder; budgets other than the first ablation's 20,000 images, and batches other than 32, are in the name."""
+def run_folder(work_dir: str, arm: str, seed: int, images: int, batch_size: int = BATCH, data: str = DATA) -> str:
+    """The run's folder; budgets other than the first ablation's 20,000 images, batches other than 32 and data other
+    than shapes3d-procedural are in the name."""
     return os.path.join(work_dir, f"{arm}-seed{seed}" + ("" if images == 20000 else f"-{images // 1000}k")
-                        + ("" if batch_size == BATCH else f"-batch{batch_size}"))
+                        + ("" if batch_size == BATCH else f"-batch{batch_size}") + ("" if data == DATA else f"-{data}"))
 
 
 def map_run(run: dict, work_dir: str) -> bool:
@@ -235,7 +250,7 @@ def map_run(run: dict, work_dir: str) -> bool:
 
     folder = run.get("folder") or run_folder(work_dir, run["arm"], run["seed"], run["images"])
     encoder = ConceptEncoder.from_pretrained(os.path.join(folder, "pipeline", "concept_encoder")).eval()
-    data = ground_truth(encoder.config.sample_size)
+    data = ground_truth(run.get("data", DATA), encoder.config.sample_size)
     concept_map = map_concepts(encoder, data, num_points=2000, seed=0)
     run["factor_accuracy"] = dict(zip(concept_map["factors"], concept_map["accuracy"].round(3).tolist()))
     run["concept_labels"] = concept_map["labels"]
@@ -323,7 +338,7 @@ SCORE = """
 import json, sys
 from concept_diffusion import ConceptEncoder, evaluate, load_ground_truth
 encoder = ConceptEncoder.from_pretrained(sys.argv[1]).eval()
-data = load_ground_truth("shapes3d-procedural", image_size=encoder.config.sample_size)
+data = load_ground_truth(sys.argv[3], image_size=encoder.config.sample_size)
 scores = evaluate(encoder, data, metrics=["factor_vae", "dci", "mig", "sap", "modularity", "beta_vae"], seed=0, progress=False)
 json.dump(scores, open(sys.argv[2], "w"), indent=2)
 """
@@ -333,16 +348,24 @@ def train_commands(args, runs: list) -> list:
     """(name, command, log, done path) of each run's `concept-diffusion train`."""
     if args.vae is None and any("model_index" in ARMS[arm][1] for arm, _, _ in runs):
         args.vae = train_small_first_stage(args.work_dir, args.first_stage_minutes)
-    presets = {arm: arm_preset(arm, args.work_dir, args.vae) for arm in args.arms}
+    channels = ground_truth(args.data, 8).num_channels
+    presets = {arm: arm_preset(arm, args.work_dir, args.vae, channels) for arm in args.arms}
     flags = {arm: arm_flags(arm, args.vae and os.path.abspath(args.vae)) for arm in args.arms}
-    common = ["--data", "shapes3d-procedural", "--max-steps", str(args.images // args.batch_size), "--batch-size", str(args.batch_size),
+    common = ["--data", args.data, "--max-steps", str(args.images // args.batch_size), "--batch-size", str(args.batch_size),
               "--eval-every", str(args.eval_every), "--eval-samples", str(args.eval_samples), "--eval-final", "false",
-              "--checkpoint-every", "0", "--report-to", "none"]
+              "--checkpoint-every", str(CHECKPOINT_EVERY), "--report-to", "none"]
     if args.max_minutes is not None:
         common += ["--max-minutes", str(args.max_minutes)]
     return [(f"{arm} seed {seed}", [*CLI, "train", "--preset", presets[arm], *common, "--seed", str(seed),
-                                     "--output-dir", folder, *flags[arm]],
+                                     "--output-dir", folder, *flags[arm], *resume_flags(folder)],
              folder + ".train.log", os.path.join(folder, "run.json")) for arm, seed, folder in runs]
+
+
+def resume_flags(folder: str) -> list:
+    """`--resume latest` for a run that a stopped batch left with a checkpoint: the same command continues it."""
+    from concept_diffusion.training.checkpoints import list_checkpoints
+
+    return ["--resume", "latest"] if os.path.isdir(folder) and list_checkpoints(folder) else []
 
 
 def hardware(run: dict) -> str:
@@ -369,17 +392,18 @@ def main(argv=None) -> int:
     if args.report:
         return report(args)
     os.makedirs(args.work_dir, exist_ok=True)
-    runs = [(arm, seed, run_folder(args.work_dir, arm, seed, args.images, args.batch_size)) for arm in args.arms for seed in args.seeds]
+    runs = [(arm, seed, run_folder(args.work_dir, arm, seed, args.images, args.batch_size, args.data))
+            for arm in args.arms for seed in args.seeds]
     for _, _, folder in runs:
-        if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, "run.json")):
-            shutil.rmtree(folder)  # an unfinished run starts again from scratch
+        if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, "run.json")) and not resume_flags(folder):
+            shutil.rmtree(folder)  # an unfinished run without a checkpoint starts again from scratch
     started = time.monotonic()
     run_all(train_commands(args, runs), args.parallel, args.first_core)
     train_seconds = time.monotonic() - started
     if args.no_score:
         return 0
     score = [(f"score {arm} seed {seed}", [sys.executable, "-c", SCORE, os.path.join(folder, "pipeline", "concept_encoder"),
-                                           folder + ".scores.json"], folder + ".score.log", folder + ".scores.json")
+                                           folder + ".scores.json", args.data], folder + ".score.log", folder + ".scores.json")
              for arm, seed, folder in runs]
     run_all(score, min(args.parallel, os.cpu_count() or 1), args.first_core)
     command = " ".join(["python", "benchmarks/cpu_ablation.py", *(argv if argv is not None else sys.argv[1:])])
@@ -389,7 +413,8 @@ def main(argv=None) -> int:
             run = json.load(file)
         with open(folder + ".scores.json") as file:
             scores = json.load(file)
-        results.append({"arm": arm, "seed": seed, "images": run["images_seen"], "batch_size": args.batch_size, "seconds": run["seconds"],
+        results.append({"arm": arm, "seed": seed, "data": args.data, "images": run["images_seen"], "batch_size": args.batch_size,
+                        "seconds": run["seconds"],
                         "folder": os.path.abspath(folder),
                         "ms_per_image_one_core": round(1000 * run["seconds"] / run["images_seen"], 2), "scores": scores,
                         "command": command, "train_wall_seconds_of_batch": round(train_seconds, 1), "hardware": hardware(run)})

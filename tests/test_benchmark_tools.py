@@ -32,6 +32,20 @@ def test_concept_factor_map_finds_each_factor_in_its_concept():
     assert concept_labels(normalised, ["a", "b", "c"]) == ["c", "a", "b", "-"]  # the noise concept carries none
 
 
+def test_hue_ring_needs_both_concepts_of_a_ring():
+    from hue_ring import hue_rings
+
+    factors = grid_factors(1500, [10, 10, 10])
+    angles = 2 * np.pi * factors / 10  # each hue on a ring, as its two concepts hold it: (cos, sin)
+    rng = np.random.RandomState(3)
+    codes = np.concatenate([np.cos(angles), np.sin(angles)], axis=1) + 0.02 * rng.randn(1500, 6)
+    rows = hue_rings(codes, factors, ["floor_hue", "wall_hue", "object_hue"])
+    for factor, row in enumerate(rows):
+        assert sorted(row["concepts"]) == [factor, factor + 3]
+        assert row["accuracy_both"] > 0.98
+        assert max(row["accuracy_first"], row["accuracy_second"]) < 0.7  # cos alone folds the ring: hue h and -h meet
+
+
 def test_concept_factor_map_of_a_mixed_code_is_smeared():
     factors = grid_factors(600, [6, 6])
     codes = factors @ np.array([[1.0, 1.0], [1.0, -1.0]]) + 0.01 * np.random.RandomState(2).rand(600, 2)
@@ -72,6 +86,10 @@ def test_cpu_ablation_arms_change_only_their_configs(tmp_path):
     latent = build_pipeline(cpu_ablation.arm_preset("latent_64x64", str(tmp_path / "work"), str(vae)))
     assert latent.vae.config.sample_size == latent.concept_encoder.config.sample_size == 64
     assert latent.unet.config.sample_size * 4 == 64  # the 16x16 latents of the 4x first stage
+    grey = build_pipeline(cpu_ablation.arm_preset("concepts_20", str(tmp_path / "work"), channels=1))  # dSprites' one channel
+    assert grey.concept_encoder.config.in_channels == grey.unet.config.in_channels == grey.unet.config.out_channels == 1
+    assert grey.concept_encoder.config.num_concepts == 20  # the arm's own edit kept
+    assert cpu_ablation.run_folder("w", "base", 0, 100000, data="dsprites-procedural") == "w/base-seed0-100k-dsprites-procedural"
 
 
 def test_cpu_ablation_report_tables_and_draws_recorded_runs(tmp_path, capsys):
@@ -102,7 +120,10 @@ def test_cpu_ablation_trains_each_arm_with_its_flags_and_budget(tmp_path):
     dropout = commands["skip_dropout seed 0"]
     assert dropout[dropout.index("--max-steps") + 1] == "3125" and dropout[dropout.index("--eval-every") + 1] == "500"
     assert float(dropout[dropout.index("--max-minutes") + 1]) == 3 and dropout[-2:] == ["--skip-dropout", "0.2"]
-    assert "--skip-dropout" not in commands["base seed 0"]
+    assert "--skip-dropout" not in commands["base seed 0"] and "--resume" not in commands["base seed 0"]
+    (Path(runs[0][2]) / "checkpoints" / "checkpoint-500").mkdir(parents=True)  # a batch stopped after 500 steps
+    resumed = {name: command for name, command, _, _ in cpu_ablation.train_commands(args, runs)}["base seed 0"]
+    assert resumed[-2:] == ["--resume", "latest"] and resumed[resumed.index("--checkpoint-every") + 1] == "500"
 
 
 def test_cpu_ablation_base_stays_the_old_recipe_and_the_winner_is_the_cpu_preset(tmp_path):

@@ -22,7 +22,7 @@ def test_grids_match_the_originals(shapes3d, dsprites):
     assert shapes3d.factor_values[4] == ["cube", "cylinder", "sphere", "capsule"]
     assert dsprites.factor_sizes == [3, 6, 40, 32, 32] and len(dsprites) == 737_280
     assert dsprites.factor_values[0] == ["square", "ellipse", "heart"]
-    assert set(list_ground_truth()) == {"shapes3d-procedural", "dsprites-procedural"}
+    assert set(list_ground_truth()) == {"shapes3d-procedural", "dsprites-procedural", "colour-dsprites-procedural"}
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
@@ -31,6 +31,18 @@ def test_any_resolution(size):
     images = data.images([0, 12345])
     assert images.shape == (2, size, size, 1) and images.dtype == np.float32
     assert data.observation_shape == (size, size, 1) and data.image_size == size and data.num_channels == 1
+
+
+def test_colour_dsprites_colours_dsprites_shapes_in_hue_and_brightness(dsprites):
+    colour = load_ground_truth("colour-dsprites-procedural", image_size=32)
+    assert colour.factor_names == ["hue", "brightness", *dsprites.factor_names]
+    assert colour.factor_sizes == [6, 4, 3, 6, 40, 32, 32] and colour.num_channels == 3
+    sprite = np.array([[2, 5, 0, 16, 16]])
+    mask = dsprites.render(sprite)[0, ..., 0]
+    dim, bright = (colour.render(np.array([[0, value, *sprite[0]]]))[0] for value in (0, 3))
+    np.testing.assert_allclose(bright.max(axis=-1), mask, atol=1e-6)  # the brightest red: value 1 where dSprites is white
+    assert dim.mean() == pytest.approx(0.4 * bright.mean(), rel=1e-5)  # brightness scales the intensity, not only the hue
+    assert bright[mask > 0].std(axis=0).max() < 1e-6 and bright[mask == 0].max() == 0  # one colour on black
 
 
 def test_shapes3d_renders_rgb_in_unit_range(shapes3d):
@@ -54,7 +66,7 @@ def test_rendering_is_deterministic():
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["shapes3d-procedural", "dsprites-procedural"])
+@pytest.mark.parametrize("name", ["shapes3d-procedural", "dsprites-procedural", "colour-dsprites-procedural"])
 def test_every_factor_changes_the_image_on_its_own(name):
     data = load_ground_truth(name, image_size=32)
     rng = np.random.RandomState(0)

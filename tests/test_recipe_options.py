@@ -276,6 +276,57 @@ def test_multires_noise_hides_the_layout_and_trains(tmp_path, vae_dir):
         tiny_config(tmp_path, vae_dir, multires_noise_discount=1.0)
 
 
+# ---------------------------------------------------------------- schedules over the run's progress
+
+
+def test_run_progress_and_the_schedules_it_drives():
+    from concept_diffusion.training.schedules import cosine_decay, gradient_loss_weight_at, run_progress
+
+    assert run_progress(100, None, 25, 999.0) == 0.25
+    assert run_progress(None, 10.0, 10**6, 150.0) == 0.25  # time over max_minutes
+    assert run_progress(100, 10.0, 50, 450.0) == 0.75  # whichever is further
+    assert run_progress(100, 10.0, 200, 0.0) == 1.0
+    assert cosine_decay(0.4, 0.5) == 1.0 and cosine_decay(0.75, 0.5) == pytest.approx(0.5) and cosine_decay(1.0, 0.5) == pytest.approx(0.0)
+    assert cosine_decay(0.99, 1.0) == 1.0  # no decay
+    assert gradient_loss_weight_at(100.0, 300.0, 0.5, 0.0) == 300.0
+    assert gradient_loss_weight_at(100.0, 300.0, 0.5, 0.25) == pytest.approx(200.0)
+    assert gradient_loss_weight_at(100.0, 300.0, 0.5, 0.8) == 100.0
+    assert gradient_loss_weight_at(100.0, None, 0.5, 0.0) == 100.0
+
+
+def logged(result, key):
+    import json
+
+    return [record[key] for record in map(json.loads, open(result.log_file)) if key in record]
+
+
+def test_learning_rate_decays_over_the_last_part_of_the_run(tmp_path, vae_dir):
+    constant = train(tiny_config(tmp_path, vae_dir, "constant", max_steps=4))
+    decayed = train(tiny_config(tmp_path, vae_dir, "decayed", max_steps=4, lr_decay_start=0.5))
+    lr = TINY.get("learning_rate", TrainingConfig.learning_rate)
+    assert logged(constant, "lr")[-1] == pytest.approx(lr)  # warm-up over, then constant
+    # the last step runs at progress 3/4, half-way down the cosine from 0.5 to 1
+    assert logged(decayed, "lr")[-1] == pytest.approx(0.5 * lr)
+    with pytest.raises(ValueError, match="lr_decay_start must be a fraction"):
+        tiny_config(tmp_path, vae_dir, lr_decay_start=1.5)
+
+
+def test_scheduled_gradient_loss_weight_trains_and_differs(tmp_path, vae_dir):
+    from concept_diffusion.training.trainer import weights_digest
+
+    common = dict(max_steps=3, gradient_loss_weight=100.0, loss="l2")
+    plain = train(tiny_config(tmp_path, vae_dir, "plain", **common))
+    same = train(tiny_config(tmp_path, vae_dir, "same", gradient_loss_weight_start=100.0, **common))
+    scheduled = train(tiny_config(tmp_path, vae_dir, "scheduled", gradient_loss_weight_start=300.0, **common))
+    digests = [weights_digest(*(lambda p: (p.concept_encoder, p.unet))(ConceptDiffusionPipeline.from_pretrained(r.pipeline_dir)))
+               for r in (plain, same, scheduled)]
+    assert digests[0] == digests[1]  # a schedule from the weight to itself is no schedule
+    assert digests[2] != digests[0]  # 300 -> 100 trains other weights
+    assert logged(plain, "loss")[0] < logged(scheduled, "loss")[0]  # the first step pays 300x the term, not 100x
+    with pytest.raises(ValueError, match="gradient_loss_weight_until must be"):
+        tiny_config(tmp_path, vae_dir, gradient_loss_weight_until=0.0)
+
+
 # ---------------------------------------------------------------- the first stage's codebook
 
 

@@ -159,6 +159,26 @@ def test_data_without_factors_trains_without_metrics(tmp_path, vae_dir, caplog):
         train(tiny_config(tmp_path, vae_dir, "small_run", data=small, max_steps=1))
 
 
+def test_a_folder_of_image_files_without_labels_trains(tmp_path, vae_dir):
+    import PIL.Image
+
+    from concept_diffusion.training.data import load_training_data
+
+    folder = tmp_path / "my-images"
+    (folder / "holidays").mkdir(parents=True)  # a sub-folder: not a label here
+    rng = np.random.RandomState(0)
+    for i, (size, mode) in enumerate([((40, 30), "RGB"), ((50, 50), "L"), ((64, 48), "RGBA"), ((32, 32), "RGB")] * 2):
+        channels = {"RGB": 3, "L": 1, "RGBA": 4}[mode]
+        pixels = rng.randint(0, 255, (size[1], size[0], channels), dtype=np.uint8).squeeze()
+        PIL.Image.fromarray(pixels).save(folder / ("holidays" if i % 2 else "") / f"{i}.png")
+    dataset, ground_truth = load_training_data(str(folder), 32, 3)
+    assert ground_truth is None and len(dataset) == 8
+    batch = dataset[range(8)]["images"]
+    assert batch.shape == (8, 3, 32, 32) and -1 <= batch.min() and batch.max() <= 1  # cropped, resized, RGB
+    result = train(tiny_config(tmp_path, vae_dir, data=str(folder), max_steps=2, eval_metrics=["dci"]))
+    assert result.step == 2 and os.path.isdir(result.pipeline_dir)
+
+
 def test_batches_are_a_function_of_seed_and_step():
     first = StepBatchSampler(100, 8, seed=3)
     batches = [b for b, _ in zip(first, range(30))]
@@ -184,7 +204,9 @@ def test_two_processes_end_with_identical_weights(tmp_path, vae_dir):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "concept_diffusion.cli", "train", "--preset", "tiny", "--vae", vae_dir, "--output-dir", str(output),
                "--max-steps", "2", "--batch-size", "2", "--eval-every", "0", "--eval-metrics", "dci",
-               "--eval-samples", "64", "--report-to", "none", "--sample-steps", "1", "--checkpoint-every", "0"]
+               "--eval-samples", "64", "--report-to", "none", "--sample-steps", "1", "--checkpoint-every", "0",
+               # a learning rate that follows the clock from the first step: the replicas must agree on the time
+               "--max-minutes", "60", "--lr-decay-start", "0", "--log-every", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -199,12 +221,18 @@ def test_quickstart_writes_everything_it_promises(tmp_path):
 
     sizes = {"factor_vae": {"num_train": 20, "num_eval": 10, "num_variance_estimate": 64, "batch_size": 8},
              "dci": {"num_train": 64, "num_test": 32}, "mig": {"num_train": 64}}
+    # two single-threaded processes, as the quickstart trains on a 2-core CPU
     result = quickstart(str(tmp_path / "qs"), minutes=5, max_steps=2, batch_size=4, eval_every=0, eval_metrics=[],
-                        report_to="none", metric_sizes=sizes, sample_steps=2)
+                        report_to="none", metric_sizes=sizes, sample_steps=2, processes=2)
     for name in ("pipeline", "metrics", "swap", "traversal", "concept_factor_map", "model_card", "curves", "log"):
         assert os.path.exists(result.files[name]), name
     scores = json.loads((tmp_path / "qs" / "metrics.json").read_text())
     assert scores["steps"] == 2 and "factor_vae.eval_accuracy" in scores and "mig.discrete_mig" in scores
+    assert scores["images_seen"] == 8  # 2 steps of 2 images in each of 2 processes: the batch of 4 is split
+    assert json.loads((tmp_path / "qs" / "run.json").read_text())["num_processes"] == 2
+    assert all(0 <= scores[f"factor_accuracy.{name}"] <= 1 for name in ("floor_hue", "shape", "orientation"))
+    with pytest.raises(ValueError, match="batch_size 4 must split evenly over processes=3"):
+        quickstart(str(tmp_path / "odd"), minutes=5, max_steps=1, batch_size=4, processes=3)
     assert "factor_vae.eval_accuracy" in (tmp_path / "qs" / "pipeline" / "README.md").read_text()
     last = json.loads((tmp_path / "qs" / "log.jsonl").read_text().splitlines()[-1])  # the curves end with these scores
     assert last["scored_by"] == "quickstart" and last["factor_vae.eval_accuracy"] == scores["factor_vae.eval_accuracy"]

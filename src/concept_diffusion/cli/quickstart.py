@@ -15,12 +15,15 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default="cpu", help="a pixel-space preset (default: cpu)")
     parser.add_argument("--max-steps", "--max_steps", type=int, default=None, help="also stop after this many steps")
-    parser.add_argument("--batch-size", "--batch_size", type=int, default=None, help="images per step (default: the preset's)")
+    parser.add_argument("--batch-size", "--batch_size", type=int, default=None, help="images per step, over all processes (default: 16)")
     parser.add_argument("--sample-steps", "--sample_steps", type=int, default=None,
                         help="DDIM steps of the pictures (default: 25; the preset's during training)")
     parser.add_argument("--score-samples", "--score_samples", type=int, default=None,
                         help="training points of the final scores, half as many evaluation points "
                              "(default: 2,000 to 10,000 depending on the metric)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="CPU processes that train as one job, one thread each (default: 2 on a CPU with 2 or more "
+                             "cores, else 1; always 1 on a GPU)")
     parser.add_argument("--fast-scores", "--fast_scores", action="store_true",
                         help="DCI with HistGradientBoosting: seconds, close to but not the exact value")
     parser.set_defaults(func=run)
@@ -35,7 +38,7 @@ def run(args) -> int:
                  if value is not None}
     sizes = None if args.score_samples is None else metric_sizes(args.score_samples)
     result = quickstart(args.out, minutes=args.minutes, seed=args.seed, metric_sizes=sizes, fast_scores=args.fast_scores,
-                        **overrides)
+                        processes=args.processes, **overrides)
     print("\nscores of the final model:")
     for name, value in result.metrics.items():
         print(f"  {name:32s} {value:.4f}")

@@ -5,14 +5,14 @@ files, and `datasets` / Hub conversion.
 Example:
     >>> from concept_diffusion.data import load_ground_truth, list_ground_truth
     >>> list_ground_truth()
-    {'shapes3d-procedural': ..., 'dsprites-procedural': ...}
+    {'shapes3d-procedural': ..., 'dsprites-procedural': ..., 'colour-dsprites-procedural': ...}
     >>> data = load_ground_truth("shapes3d-procedural", image_size=64)
     >>> factors, images = data.sample(16, numpy.random.RandomState(0))
 """
 
 from concept_diffusion.data.cars3d import Cars3D
 from concept_diffusion.data.dsprites import DSprites
-from concept_diffusion.data.dsprites_procedural import DSpritesProcedural
+from concept_diffusion.data.dsprites_procedural import ColourDSpritesProcedural, DSpritesProcedural
 from concept_diffusion.data.ground_truth import FactorData, GroundTruthData
 from concept_diffusion.data.hf_datasets import HFGroundTruthData, to_hf_dataset
 from concept_diffusion.data.labelled import LabelledImages
@@ -34,6 +34,7 @@ __all__ = [
     "HFGroundTruthData",
     "Shapes3DProcedural",
     "DSpritesProcedural",
+    "ColourDSpritesProcedural",
     "Shapes3D",
     "DSprites",
     "MPI3D",

@@ -99,3 +99,41 @@ def _heart(u, v):
     x, y = u * 1.25, v * 1.25 + 0.2
     x2, r = x * x, x * x + y * y - 1.0
     return r * r * r - x2 * y * y * y <= 0.0     # products, not ** 3: numpy's float power is slow
+
+
+COLOUR_HUES = np.linspace(0.0, 1.0, 6, endpoint=False)
+COLOUR_BRIGHTNESS = np.linspace(0.4, 1.0, 4)
+COLOUR_SATURATION = 0.8
+
+
+class ColourDSpritesProcedural(DSpritesProcedural):
+    """dSprites' shapes in colour on black: a hue (6 around the wheel) and a brightness (HSV value 0.4..1.0,
+    4 steps) before dSprites' five factors (70,778,880 images, rendered on demand).
+
+    Made to test a recipe on colours that differ in brightness, not only in hue as shapes3d's do (all of
+    its hues share one saturation and value): here a colour change moves the image's intensity too.
+
+    Example:
+        >>> data = ColourDSpritesProcedural(image_size=32)
+        >>> data.render(np.array([[0, 3, 2, 5, 0, 16, 16]])).shape   # a big bright red heart in the middle
+        (1, 32, 32, 3)
+    """
+
+    provenance = "Rendered procedurally by concept-diffusion: dSprites' factor grid, coloured, with hue and brightness factors."
+    name = "colour-dsprites-procedural"
+    num_channels_rendered = 3
+    factor_names = ["hue", "brightness", *DSpritesProcedural.factor_names]
+    factor_sizes = [len(COLOUR_HUES), len(COLOUR_BRIGHTNESS), *DSpritesProcedural.factor_sizes]
+    factor_values = [[f"{v:.2f}" for v in COLOUR_HUES], [f"{v:.2f}" for v in COLOUR_BRIGHTNESS], *DSpritesProcedural.factor_values]
+
+    def render(self, factors: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        import colorsys
+
+        colours = np.array([[colorsys.hsv_to_rgb(hue, COLOUR_SATURATION, value) for value in COLOUR_BRIGHTNESS]
+                            for hue in COLOUR_HUES], dtype=np.float32)  # (hues, brightness, 3)
+        out = np.empty((len(factors), *self.observation_shape), dtype=np.float32)
+        for start in range(0, len(factors), chunk):
+            rows = factors[start : start + chunk]
+            coverage = self._render_chunk(rows[:, 2:])
+            out[start : start + chunk] = coverage[..., None] * colours[rows[:, 0], rows[:, 1]][:, None, None, :]
+        return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from concept_diffusion.data.cars3d import Cars3D
 from concept_diffusion.data.dsprites import DSprites
-from concept_diffusion.data.dsprites_procedural import DSpritesProcedural
+from concept_diffusion.data.dsprites_procedural import ColourDSpritesProcedural, DSpritesProcedural
 from concept_diffusion.data.ground_truth import FactorData
 from concept_diffusion.data.mpi3d import MPI3D
 from concept_diffusion.data.shapes3d import Shapes3D
@@ -16,6 +16,7 @@ from concept_diffusion.data.smallnorb import SmallNORB
 PROCEDURAL = {
     "shapes3d-procedural": (Shapes3DProcedural, "Shapes3D's room scene and 6 factors (480,000 images), ray-cast on demand, RGB"),
     "dsprites-procedural": (DSpritesProcedural, "dSprites' white shapes on black and 5 factors (737,280 images), rendered on demand"),
+    "colour-dsprites-procedural": (ColourDSpritesProcedural, "dSprites' shapes in 6 hues x 4 brightness levels on black: 7 factors, rendered on demand, RGB"),
 }
 OFFICIAL_FILES = {
     "3dshapes.h5": "Shapes3D (DeepMind), HDF5 with 'images' and 'labels'",
@@ -35,7 +36,7 @@ def list_ground_truth() -> dict[str, str]:
 
     Example:
         >>> list(list_ground_truth())
-        ['shapes3d-procedural', 'dsprites-procedural']
+        ['shapes3d-procedural', 'dsprites-procedural', 'colour-dsprites-procedural']
     """
     return {name: description for name, (_, description) in PROCEDURAL.items()}
 

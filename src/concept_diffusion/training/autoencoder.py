@@ -71,7 +71,7 @@ def setup(config: AutoencoderTrainingConfig, accelerator):
     vae = build_pipeline(config.preset, seed=config.seed).vae
     if vae is None:
         raise ValueError(f"the preset {config.preset!r} diffuses in pixel space: it has no first stage to train")
-    dataset, ground_truth = load_training_data(config.data, vae.config.sample_size)
+    dataset, ground_truth = load_training_data(config.data, vae.config.sample_size, vae.config.in_channels)
     check_image_size(dataset if ground_truth is None else ground_truth, vae.config.sample_size, vae.config.in_channels,
                      config.data, config.preset)
     if config.codebook_init == "data":

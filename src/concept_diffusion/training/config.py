@@ -106,7 +106,10 @@ class TrainingConfig:
     learning_rate: float = 2.56e-4
     """AdamW learning rate after warm-up (the released code: 2.56e-4 at batch 128)."""
     lr_warmup_steps: int = 500
-    """Linear warm-up steps, then constant."""
+    """Linear warm-up steps, then constant (until `lr_decay_start`)."""
+    lr_decay_start: float = 1.0
+    """From this fraction of the run on (steps over max_steps or time over max_minutes, whichever is further), the
+    learning rate falls along a half cosine to 0 at the end; 1 (default) keeps it constant."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -146,6 +149,12 @@ class TrainingConfig:
     Hues at fixed saturation and value hardly move the channel mean, outlines and shading edges do, so the term pays
     the object's scale and shape and the camera's orientation more than the hues. Not in the released code; the `cpu`
     preset uses 100, where the term starts at about 1.5x the edge-weighted loss (benchmarks/RESULTS.md, "Object factors")."""
+    gradient_loss_weight_start: Optional[float] = None
+    """With a value, `gradient_loss_weight` is scheduled: it starts at this weight and moves linearly to
+    `gradient_loss_weight` at `gradient_loss_weight_until` of the run (steps over max_steps or time over max_minutes),
+    then stays there. None (default): constant."""
+    gradient_loss_weight_until: float = 0.5
+    """The fraction of the run at which a scheduled `gradient_loss_weight` (see `gradient_loss_weight_start`) arrives."""
     multires_noise_discount: float = 0.0
     """Multi-resolution noise (0 = off, plain Gaussian noise): add Gaussian noise drawn at 1/2, 1/4, ... of the image
     size, upsampled and weighted discount ** level (`trainer.training_noise`), so that the noise hides the large-scale
@@ -283,6 +292,12 @@ def check_config(config) -> None:
             raise ValueError(f"edge_loss_weight must be 0 (off) or positive, got {config.edge_loss_weight}")
         if not config.gradient_loss_weight >= 0:
             raise ValueError(f"gradient_loss_weight must be 0 (off) or positive, got {config.gradient_loss_weight}")
+        if config.gradient_loss_weight_start is not None and not config.gradient_loss_weight_start >= 0:
+            raise ValueError(f"gradient_loss_weight_start must be None (no schedule), 0 or positive, got {config.gradient_loss_weight_start}")
+        if not 0 < config.gradient_loss_weight_until <= 1:
+            raise ValueError(f"gradient_loss_weight_until must be a fraction of the run in (0, 1], got {config.gradient_loss_weight_until}")
+        if not 0 <= config.lr_decay_start <= 1:
+            raise ValueError(f"lr_decay_start must be a fraction of the run in [0, 1] (1: no decay), got {config.lr_decay_start}")
         if not 0 <= config.multires_noise_discount < 1:
             raise ValueError(
                 f"multires_noise_discount must be in [0, 1) (0 turns it off; 0.8 is the usual strength), got {config.multires_noise_discount}"

@@ -18,22 +18,35 @@ from concept_diffusion.data.threads import one_thread_per_worker
 GRID_METRICS = ("factor_vae", "beta_vae")
 
 
-class ImageOnlyData(ImageShape, Dataset):
-    """A `datasets.Dataset` with an image column and no factor columns: trainable, not scorable."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
-    def __init__(self, dataset, source: str, image_column: str = "image"):
+
+class ImageOnlyData(ImageShape, Dataset):
+    """A `datasets.Dataset` with an image column and no factor columns: trainable, not scorable.
+
+    With `image_size`, each image is centre-cropped to a square and resized to it (bicubic), and with
+    `channels` converted to RGB (3) or greyscale (1), so that a folder of photos of any size trains.
+    """
+
+    def __init__(self, dataset, source: str, image_column: str = "image", image_size=None, channels=None):
         if image_column not in dataset.column_names:
             raise ValueError(f"{source}: no {image_column!r} column (columns: {dataset.column_names}); expected images in an 'image' column")
-        self.dataset = dataset.with_format("numpy", columns=[image_column])
-        self.image_column = image_column
-        first = np.asarray(self.dataset[0][image_column])
+        self.image_column, self.image_size_wanted, self.channels = image_column, image_size, channels
+        self.dataset = dataset.with_format("numpy", columns=[image_column]) if image_size is None else dataset.select_columns([image_column])
+        first = self._arrays([0])[0]
         self.observation_shape = first.shape if first.ndim == 3 else (*first.shape, 1)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _arrays(self, indices) -> list:
+        images = self.dataset[list(indices)][self.image_column]
+        if self.image_size_wanted is None:
+            return [np.asarray(image) for image in images]
+        return [square_resize(image, self.image_size_wanted, self.channels) for image in images]
+
     def __getitem__(self, indices):
-        images = np.stack([np.asarray(image) for image in self.dataset[list(indices)][self.image_column]])
+        images = np.stack(self._arrays(indices))
         if images.ndim == 3:
             images = images[..., None]
         tensor = torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2)
@@ -44,16 +57,46 @@ class ImageOnlyData(ImageShape, Dataset):
         return {"images": tensor}
 
 
-def load_training_data(source: str, image_size: int):
+def square_resize(image, size: int, channels=None) -> np.ndarray:
+    """A PIL image centre-cropped to a square, resized to `size` (bicubic), as uint8 (H, W) or (H, W, C);
+    `channels` 3 converts to RGB, 1 to greyscale."""
+    import PIL.Image
+
+    if channels is not None:
+        image = image.convert("RGB" if channels == 3 else "L")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    return np.asarray(image.resize((size, size), PIL.Image.Resampling.BICUBIC) if side != size else image)
+
+
+def is_plain_image_folder(source: str) -> bool:
+    """A folder of image files with no labels and no `datasets` files (datasets' "imagefolder" without metadata)."""
+    if not os.path.isdir(source):
+        return False
+    markers = ("metadata.csv", "metadata.jsonl", "dataset_info.json", "dataset_dict.json", "state.json")
+    if any(os.path.exists(os.path.join(source, marker)) for marker in markers):
+        return False
+    return any(name.lower().endswith(IMAGE_SUFFIXES) for _, _, names in os.walk(source) for name in names)
+
+
+def load_training_data(source: str, image_size: int, channels=None):
     """Return `(torch_dataset, ground_truth_or_None)` for `source` at `image_size`.
 
     Data with factors (anything `load_ground_truth` opens: a factor grid, or labelled images
     without one, such as a folder of images with a metadata.csv) is scored during training (on
     labelled images without a grid, with the pair metrics dci, mig, sap and modularity only); a
-    `datasets` folder or Hub data set with images only is trained on without metrics.
+    `datasets` folder or Hub data set with images only is trained on without metrics, and so is a
+    folder of image files without labels, each centre-cropped and resized to `image_size` (and
+    converted to `channels`, 3 or 1).
     """
     from concept_diffusion.data import load_ground_truth
 
+    if is_plain_image_folder(source):
+        import datasets
+
+        folder = datasets.load_dataset("imagefolder", data_dir=source, split="train")
+        return ImageOnlyData(folder, source, image_size=image_size, channels=channels), None
     try:
         data = load_ground_truth(source, image_size=image_size)
     except ValueError as error:

@@ -17,6 +17,7 @@ import torch
 
 from concept_diffusion.training.checkpoints import check_same_config, read_state, resolve_resume, save_checkpoint
 from concept_diffusion.training.data import batch_loader
+from concept_diffusion.training.schedules import RunProgress, run_progress
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,14 @@ def any_process(accelerator, flag: bool) -> bool:
     return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), reduction="sum").item() > 0)
 
 
+def agreed_seconds(accelerator, seconds: float) -> float:
+    """The largest of the processes' `seconds`, on every process, so that a schedule that follows the clock (the
+    learning rate's decay in a run that stops on time) sets the same values in every replica."""
+    if accelerator.num_processes == 1:
+        return seconds
+    return float(accelerator.reduce(torch.tensor([seconds], device=accelerator.device), reduction="max").item())
+
+
 @dataclass
 class Stage:
     """What a training stage plugs into `run_loop`: functions of explicit state, built with `functools.partial`."""
@@ -182,6 +191,8 @@ class Stage:
     evaluate: Optional[Callable[[int], dict]] = None
     """step -> scores, on the main process every `eval_every` steps."""
     eval_every: int = 0
+    progress: Optional[RunProgress] = None
+    """Set to the run's progress (`schedules.run_progress`) before each micro-batch, for the stage's schedules."""
 
 
 @dataclass
@@ -238,8 +249,11 @@ def run_loop(accelerator, config, stage: Stage, loader, step: int, last_checkpoi
     images_per_step = global_batch(accelerator, config)
     images_at_start, number = step * images_per_step, step * config.gradient_accumulation_steps
     started = time.monotonic()
+    clock = 0.0  # seconds of training that every process agrees on (they meet at log steps): the schedules' time
     try:
         for batch in loader:
+            if stage.progress is not None:
+                stage.progress.value = run_progress(config.max_steps, config.max_minutes, step, clock)
             losses = stage.step(batch, number)
             number += 1
             watch.record(losses["loss"], step + 1)
@@ -254,6 +268,8 @@ def run_loop(accelerator, config, stage: Stage, loader, step: int, last_checkpoi
             at_eval = stage.evaluate is not None and bool(stage.eval_every) and step % stage.eval_every == 0
             at_checkpoint = bool(config.checkpoint_every) and step % config.checkpoint_every == 0 and not out_of_steps
             # Several processes agree on the clock at log steps only: an all-reduce per step would stall the device.
+            if accelerator.num_processes == 1 or at_log:
+                clock = agreed_seconds(accelerator, elapsed)
             stop = (accelerator.num_processes == 1 or at_log) and any_process(accelerator, out_of_steps or out_of_time)
             at_log = at_log or stop  # the last step's loss is always logged
             if at_log or at_eval or at_checkpoint or stop:

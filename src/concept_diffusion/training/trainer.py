@@ -5,6 +5,7 @@ gives the same weights, and a run resumed from a checkpoint ends where an uninte
 """
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -22,6 +23,7 @@ from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.checkpoints import save_checkpoint
 from concept_diffusion.training.config import TrainingConfig
 from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, scorable_metrics, step_generator
+from concept_diffusion.training.schedules import RunProgress, gradient_loss_weight_at, warmup_then_decay
 from concept_diffusion.training.skip_dropout import SkipDropout
 from concept_diffusion.training.runtime import (
     LoopResult,
@@ -149,12 +151,15 @@ def training_noise(shape: tuple, generator: torch.Generator, discount: float) ->
     return noise / noise.std(dim=(1, 2, 3), keepdim=True)
 
 
-def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: TrainingConfig, unet_config=None):
+def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: TrainingConfig, unet_config=None,
+                   gradient_loss_weight: Optional[float] = None):
     """The plain diffusion loss of EncDiff: predict the noise (or v) added at a random timestep.
 
     `unet_config` says how the tokens enter the UNet (`unet_condition`); by default `unet.config`, which a
-    wrapped UNet (DDP, torch.compile) does not have: pass the plain model's."""
+    wrapped UNet (DDP, torch.compile) does not have: pass the plain model's. `gradient_loss_weight` replaces
+    `config.gradient_loss_weight` (the training step passes the scheduled weight)."""
     unet_config = unet.config if unet_config is None else unet_config
+    gradient_loss_weight = config.gradient_loss_weight if gradient_loss_weight is None else gradient_loss_weight
     batch = latents.shape[0]
     noise = training_noise(tuple(latents.shape), generator, config.multires_noise_discount).to(latents)
     timesteps = sample_timesteps(batch, noise_scheduler.config.num_train_timesteps, generator, config).to(latents.device)
@@ -172,8 +177,8 @@ def diffusion_loss(unet, noise_scheduler, latents, tokens, generator, config: Tr
     if config.edge_loss_weight:
         error = error * edge_weights(latents, config.edge_loss_weight)
     per_sample = error.mean(dim=tuple(range(1, error.ndim)))
-    if config.gradient_loss_weight:
-        per_sample = per_sample + config.gradient_loss_weight * intensity_gradient_error(difference, config.loss)
+    if gradient_loss_weight:
+        per_sample = per_sample + gradient_loss_weight * intensity_gradient_error(difference, config.loss)
     if config.snr_gamma is None:
         return per_sample.mean()
     from diffusers.training_utils import compute_snr
@@ -202,6 +207,8 @@ class EncDiffParts:
     ema_encoder: Optional[object]
     params: list
     """Encoder and UNet parameters, clipped together."""
+    progress: RunProgress = dataclasses.field(default_factory=RunProgress)
+    """The run's progress, which the learning rate and the intensity-gradient loss's weight follow (`schedules`)."""
     skip_dropout: Optional[SkipDropout] = None
     """The UNet's Skip Dropout hooks, or None when `skip_dropout` is 0."""
     unet_config: object = None
@@ -215,7 +222,6 @@ class EncDiffParts:
 def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
     """Build the models, data, optimizer and EMA; returns `(parts, dataset, ground_truth_or_None)`."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
-    from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
     pipe = build_pipeline(config.preset, seed=config.seed, conditioning=config.conditioning)
@@ -223,7 +229,7 @@ def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
     if config.released_zero_init:
         zero_init_like_released(unet)
     sample_size, in_channels = encoder.config.sample_size, encoder.config.in_channels
-    dataset, ground_truth = load_training_data(config.data, sample_size)
+    dataset, ground_truth = load_training_data(config.data, sample_size, in_channels)
     check_image_size(dataset if ground_truth is None else ground_truth, sample_size, in_channels, config.data, config.preset)
     vae = load_first_stage(config.vae, pipe.vae, config.preset)
     if vae is not None:
@@ -240,7 +246,8 @@ def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
               {"params": list(unet.parameters())}]
     # fused: one kernel for all parameters (and a few percent faster on CPU too)
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
-    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes)
+    progress = RunProgress()
+    lr_scheduler = warmup_then_decay(optimizer, config.lr_warmup_steps * accelerator.num_processes, config.lr_decay_start, progress)
     ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True,
                         model_cls=UNet2DConditionModel, model_config=unet.config)
     ema_encoder = (EMAModel(encoder.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True)
@@ -252,7 +259,7 @@ def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
             accelerator.register_for_checkpointing(ema)
     skip_dropout = SkipDropout(plain_model(accelerator, unet), config.skip_dropout) if config.skip_dropout else None
     parts = EncDiffParts(accelerator, encoder, unet, vae, DDPMScheduler.from_config(pipe.scheduler.config),
-                         optimizer, lr_scheduler, ema_unet, ema_encoder, params, skip_dropout, pipe.unet.config)
+                         optimizer, lr_scheduler, ema_unet, ema_encoder, params, progress, skip_dropout, pipe.unet.config)
     return parts, dataset, ground_truth
 
 
@@ -267,7 +274,10 @@ def training_step(parts: EncDiffParts, config: TrainingConfig, batch: dict, numb
         with torch.no_grad():
             latents = images if vae is None else images_to_latents(vae, images) * vae.config.scaling_factor
         tokens = parts.encoder(images).tokens
-        loss = diffusion_loss(parts.unet, parts.noise_scheduler, latents, tokens, generator, config, parts.unet_config)
+        gradient_weight = gradient_loss_weight_at(config.gradient_loss_weight, config.gradient_loss_weight_start,
+                                                  config.gradient_loss_weight_until, parts.progress.value)
+        loss = diffusion_loss(parts.unet, parts.noise_scheduler, latents, tokens, generator, config, parts.unet_config,
+                              gradient_weight)
         accelerator.backward(loss)
         if accelerator.sync_gradients:
             accelerator.clip_grad_norm_(parts.params, config.max_grad_norm)
@@ -432,6 +442,7 @@ def train(config: TrainingConfig) -> TrainingResult:
         lr_scheduler=parts.lr_scheduler,
         evaluate=functools.partial(evaluate_and_draw, parts, config, ground_truth, swap_images, final=False),
         eval_every=config.eval_every,
+        progress=parts.progress,
     )
     with open_log(accelerator, config) as log_file:
         loop = run_loop(accelerator, config, stage, step_loader(dataset, config, accelerator, step), step, resume_path, log_file)

@@ -164,7 +164,8 @@ def concept_names(num_concepts: int, factor_labels: Optional[List[str]] = None) 
 
 
 def plot_curves(log_path: str, png_path: str) -> None:
-    """Plot the loss and every metric of a JSONL training log against images seen."""
+    """Plot the loss and every metric of a JSONL training log against images seen (a metric scored once, such as
+    the quickstart's final scores, is a number, not a curve: it is left to the log and metrics.json)."""
     # A Figure without pyplot: switching the backend (matplotlib.use("Agg")) would stop a notebook
     # that trained in-process from showing its own plots afterwards.
     from matplotlib.figure import Figure
@@ -172,8 +173,12 @@ def plot_curves(log_path: str, png_path: str) -> None:
     with open(log_path) as file:
         records = [json.loads(line) for line in file if line.strip()]
     skip = {"step", "images_seen", "seconds", "lr", "final"}
-    keys = sorted({key for record in records for key in record if key not in skip and isinstance(record[key], (int, float))},
-                  key=lambda key: (key != "loss", key))
+    counts = {}
+    for record in records:
+        for key, value in record.items():
+            if key not in skip and isinstance(value, (int, float)):
+                counts[key] = counts.get(key, 0) + 1
+    keys = sorted((key for key, count in counts.items() if count > 1), key=lambda key: (key != "loss", key))
     if not keys:
         return
     cols = min(3, len(keys))
