@@ -5,6 +5,8 @@ scale linspace(0.5, 1, 6), orientation linspace(0, 2 pi, 40), x and y linspace(0
 original, orientation 0 and 2 pi are the same angle, so those two values give the same image.
 """
 
+import colorsys
+
 import numpy as np
 
 from concept_diffusion.data.procedural import ProceduralData
@@ -104,6 +106,9 @@ def _heart(u, v):
 COLOUR_HUES = np.linspace(0.0, 1.0, 6, endpoint=False)
 COLOUR_BRIGHTNESS = np.linspace(0.4, 1.0, 4)
 COLOUR_SATURATION = 0.8
+# RGB of every (hue, brightness) pair, (hues, brightness levels, 3): built once, looked up per sprite.
+COLOURS = np.array([[colorsys.hsv_to_rgb(hue, COLOUR_SATURATION, value) for value in COLOUR_BRIGHTNESS] for hue in COLOUR_HUES],
+                   dtype=np.float32)
 
 
 class ColourDSpritesProcedural(DSpritesProcedural):
@@ -127,13 +132,9 @@ class ColourDSpritesProcedural(DSpritesProcedural):
     factor_values = [[f"{v:.2f}" for v in COLOUR_HUES], [f"{v:.2f}" for v in COLOUR_BRIGHTNESS], *DSpritesProcedural.factor_values]
 
     def render(self, factors: np.ndarray, chunk: int = 1024) -> np.ndarray:
-        import colorsys
-
-        colours = np.array([[colorsys.hsv_to_rgb(hue, COLOUR_SATURATION, value) for value in COLOUR_BRIGHTNESS]
-                            for hue in COLOUR_HUES], dtype=np.float32)  # (hues, brightness, 3)
         out = np.empty((len(factors), *self.observation_shape), dtype=np.float32)
         for start in range(0, len(factors), chunk):
             rows = factors[start : start + chunk]
             coverage = self._render_chunk(rows[:, 2:])
-            out[start : start + chunk] = coverage[..., None] * colours[rows[:, 0], rows[:, 1]][:, None, None, :]
+            out[start : start + chunk] = coverage[..., None] * COLOURS[rows[:, 0], rows[:, 1]][:, None, None, :]
         return out

@@ -31,7 +31,7 @@ class ImageOnlyData(ImageShape, Dataset):
     def __init__(self, dataset, source: str, image_column: str = "image", image_size=None, channels=None):
         if image_column not in dataset.column_names:
             raise ValueError(f"{source}: no {image_column!r} column (columns: {dataset.column_names}); expected images in an 'image' column")
-        self.image_column, self.image_size_wanted, self.channels = image_column, image_size, channels
+        self.image_column, self.resize_to, self.channels = image_column, image_size, channels
         self.dataset = dataset.with_format("numpy", columns=[image_column]) if image_size is None else dataset.select_columns([image_column])
         first = self._arrays([0])[0]
         self.observation_shape = first.shape if first.ndim == 3 else (*first.shape, 1)
@@ -41,9 +41,9 @@ class ImageOnlyData(ImageShape, Dataset):
 
     def _arrays(self, indices) -> list:
         images = self.dataset[list(indices)][self.image_column]
-        if self.image_size_wanted is None:
+        if self.resize_to is None:
             return [np.asarray(image) for image in images]
-        return [square_resize(image, self.image_size_wanted, self.channels) for image in images]
+        return [square_resize(image, self.resize_to, self.channels) for image in images]
 
     def __getitem__(self, indices):
         images = np.stack(self._arrays(indices))

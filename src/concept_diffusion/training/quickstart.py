@@ -58,7 +58,7 @@ def train_in_processes(config, processes: int):
 
     On a CPU the step's small convolutions keep one thread busy far better than two threads share them,
     so two processes with half the batch each train more images per second than one with two threads
-    (benchmarks/RESULTS.md, "The quickstart"). The config travels as a `--config` file; the workers are
+    (benchmarks/RESULTS.md, "The quickstart's 10 minutes"). The config travels as a `--config` file; the workers are
     this interpreter's `concept-diffusion train`. Returns the run's `TrainingResult`.
     """
     from concept_diffusion.atomic import write_json
