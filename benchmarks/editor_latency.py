@@ -59,11 +59,11 @@ def time_handler(editor, concepts, steps, repeats):
 
 
 def time_api(client, editor, concepts, steps, repeats):
-    client.predict(*next(edits(editor, concepts, 1)), steps, 0, api_name="/decode")  # warm-up
+    client.predict(*next(edits(editor, concepts, 1)), steps, 0, False, None, api_name="/decode")  # warm-up; fresh noise, no image
     times = []
     for edited in tqdm(list(edits(editor, concepts, repeats)), desc=f"api, {steps} steps", leave=False):
         start = time.perf_counter()
-        client.predict(*edited, steps, 0, api_name="/decode")
+        client.predict(*edited, steps, 0, False, None, api_name="/decode")
         times.append(time.perf_counter() - start)
     return percentiles(times)
 

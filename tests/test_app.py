@@ -152,6 +152,24 @@ def test_traverse_sweeps_one_concept(editor, images):
         editor.traverse(images[0], 3, -1.0, 1.0, 1)
 
 
+def test_invert_first_keeps_the_image_and_inverts_it_once(editor, images):
+    def error(image):
+        return float(np.abs(np.asarray(image) - images[0]).mean())
+
+    concepts = editor.encode(images[0])
+    fresh = editor.decode(concepts)
+    before = len(editor._inversions)
+    kept = editor.decode(concepts, invert=True, image=images[0])
+    assert error(kept) < 0.5 * error(fresh)  # the rest of the image comes from its own noise, not fresh noise
+    assert len(editor._inversions) == before + 1
+    np.testing.assert_array_equal(editor.swap(images[0], images[0], [0, 1], invert=True), kept)  # a self-swap, the same noise
+    assert len(editor._inversions) == before + 1  # computed once per image and step count
+    sweep = editor.traverse(images[0], 2, concepts[2], concepts[2] + 1, num_values=2, invert=True)
+    np.testing.assert_allclose(sweep[0][0], kept, atol=1e-5)
+    with pytest.raises(ValueError, match="invert first needs the image"):
+        editor.decode(concepts, invert=True)
+
+
 def test_attention_grid_and_steps_limit(editor, images):
     grid = editor.attention(images[0])
     assert isinstance(grid, PIL.Image.Image) and grid.size == (11 * 160, 160 + 22)
@@ -205,15 +223,33 @@ def read_image(path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.float32) / 255
 
 
-def test_every_event_is_an_api_endpoint(client):
+def test_every_event_is_an_api_endpoint(client, editor):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/encode", "/decode", "/reset", "/swap", "/traverse", "/attention", "/concept_range"}
+    expected = {"/encode", "/decode", "/reset", "/swap", "/traverse", "/attention", "/concept_range"}
+    assert set(endpoints) == expected | ({"/random"} if editor.can_sample else set())
+
+
+def test_random_draws_concepts_from_the_prior(latent_editor):
+    from concept_diffusion.app.demo import build_demo
+    from concept_diffusion.training.prior import attach_prior, fit_concept_prior
+
+    assert not latent_editor.can_sample and "random" not in {f.api_name for f in build_demo(latent_editor).fns.values()}
+    with pytest.raises(ValueError, match="no concept prior.*fit-prior"):
+        latent_editor.random_concepts()
+    pipe = build_pipeline("tiny", seed=5)
+    attach_prior(pipe, fit_concept_prior(pipe, np.random.RandomState(0).rand(32, 32, 32, 3).astype(np.float32), num_components=2))
+    editor = ConceptEditor(pipe, default_steps=STEPS, max_steps=4)
+    concepts = editor.random_concepts(3)
+    assert concepts == editor.random_concepts(3) != editor.random_concepts(4)
+    points = pipe.concept_prior.points
+    assert all(value in points[:, k].tolist() for k, value in enumerate(concepts))  # each from its own marginal
+    assert "random" in {f.api_name for f in build_demo(editor).fns.values()}
 
 
 def test_api_encode_decode_and_reset(client, editor, image_files):
     from gradio_client import handle_file
 
-    concepts, reconstruction, *sliders = client.predict(handle_file(image_files[0]), STEPS, 0, api_name="/encode")
+    concepts, reconstruction, *sliders = client.predict(handle_file(image_files[0]), STEPS, 0, False, api_name="/encode")
     expected = editor.encode(read_image(image_files[0]))
     np.testing.assert_allclose(concepts, expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose([slider["value"] for slider in sliders], expected, rtol=0, atol=5e-4 + 1e-9)  # shown to 3 decimals
@@ -224,10 +260,10 @@ def test_api_encode_decode_and_reset(client, editor, image_files):
     low, high = sliders[FLOOR]["minimum"], sliders[FLOOR]["maximum"]  # the server checks the sliders' bounds
     moved[FLOOR] = low if moved[FLOOR] > (low + high) / 2 else high  # the far end of the floor hue's concept
     assert abs(moved[FLOOR] - concepts[FLOOR]) > 1e-3
-    edited = client.predict(*moved, STEPS, 0, api_name="/decode")
+    edited = client.predict(*moved, STEPS, 0, False, None, api_name="/decode")
     np.testing.assert_array_equal(pixels(read_image(edited)), pixels(editor.decode(moved)))
     assert mean_change(read_image(edited), read_image(reconstruction)) >= MIN_CHANGE  # so /decode used the moved value
-    restored, *_ = client.predict(concepts, STEPS, 0, api_name="/reset")
+    restored, *_ = client.predict(concepts, STEPS, 0, False, None, api_name="/reset")
     np.testing.assert_array_equal(read_image(restored), read_image(reconstruction))
 
 
@@ -236,16 +272,24 @@ def test_api_swap_traverse_attention_and_errors(client, editor, image_files):
     from gradio_client.exceptions import AppError
 
     a, b = handle_file(image_files[0]), handle_file(image_files[1])
-    swapped = client.predict(a, b, [1, 3], STEPS, 0, api_name="/swap")
+    swapped = client.predict(a, b, [1, 3], STEPS, 0, False, api_name="/swap")
     expected = editor.swap(read_image(image_files[0]), read_image(image_files[1]), [1, 3])
     np.testing.assert_array_equal((read_image(swapped) * 255).round(), (expected * 255).round())
-    gallery = client.predict(a, 2, -1.0, 1.0, 3, STEPS, 0, api_name="/traverse")
+    gallery = client.predict(a, 2, -1.0, 1.0, 3, STEPS, 0, False, api_name="/traverse")
     assert [frame["caption"] for frame in gallery] == ["concept 2 = -1.00", "concept 2 = 0.00", "concept 2 = 1.00"]
     grid = client.predict(a, STEPS, 0, api_name="/attention")
     with PIL.Image.open(grid) as picture:
         assert picture.size == (11 * 160, 160 + 22)
     with pytest.raises(AppError, match="tick at least one concept"):
-        client.predict(a, b, [], STEPS, 0, api_name="/swap")
+        client.predict(a, b, [], STEPS, 0, False, api_name="/swap")
+    # "invert first": the endpoints take the switch (and /decode the source image) and edit from the inverted noise
+    inverted = client.predict(a, b, [1, 3], STEPS, 0, True, api_name="/swap")
+    expected = editor.swap(read_image(image_files[0]), read_image(image_files[1]), [1, 3], invert=True)
+    np.testing.assert_array_equal((read_image(inverted) * 255).round(), (expected * 255).round())
+    concepts = editor.encode(read_image(image_files[0]))
+    kept = client.predict(*concepts, STEPS, 0, True, a, api_name="/decode")
+    expected = editor.decode(concepts, invert=True, image=read_image(image_files[0]))
+    np.testing.assert_array_equal((read_image(kept) * 255).round(), (expected * 255).round())
 
 
 # ---------------------------------------------------------------- the command line
@@ -265,7 +309,9 @@ def test_cli_edit_launches_the_editor_with_the_cards_data(tmp_path, monkeypatch,
     assert main(["edit", str(folder), "--max-steps", "3", "--port", "7999"]) == 0
     demo = launched.pop("demo")
     assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False}
-    assert demo.editor.max_steps == 3 and len(demo.editor.examples) == 8
+    assert demo.editor.max_steps == 3 and len(demo.editor.examples) == 8 and not demo.editor.invert
+    assert main(["edit", str(folder), "--invert", "--data", "none"]) == 0
+    assert launched.pop("demo").editor.invert  # edits start from the inverted noise
     assert all(label.startswith("concept") for label in demo.editor.labels)
     assert load_editor_data(editor.pipe, str(folder), "none") is None
     (folder / "README.md").write_text("---\ndatasets:\n- user/some-hub-dataset\n---\n")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from concept_diffusion.evaluation.concept_factors import concept_factor_map, concept_labels
@@ -256,3 +257,46 @@ def test_oracle_decoder_draws_from_true_factors_and_reads_them_back(tmp_path):
     assert all(len(point["accuracy"]) == len(result["factor_names"]) == 6 for point in result["rendered"])
     assert set(result["probe_on_real_images"]["accuracy"]) == set(result["factor_names"])
     assert (tmp_path / "oracle.png").is_file()
+
+
+def test_the_fidelity_reader_reads_real_images_and_the_benchmark_scores_a_model(tmp_path, shipped_pipe, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity"))
+    import fidelity
+    from factor_reader import load_reader
+
+    from concept_diffusion import load_ground_truth
+
+    reader = load_reader()  # the shipped asset
+    assert min(reader.accuracy.values()) >= 0.98  # measured on 5,000 held-out images when it was trained
+    data = load_ground_truth("shapes3d-procedural", image_size=32)
+    factors, images = fidelity.held_out(data, 200, seed=5)
+    assert (reader.read(images) == factors).mean(0).min() >= 0.95  # and it reads images it never saw, on this CPU
+    source, reference = fidelity.differing_pairs(data, factor=4, count=50, seed=0)
+    assert (source[:, 4] != reference[:, 4]).all()
+
+    out = tmp_path / "out"
+    result = fidelity.main(["--images", "6", "--steps", "3", "--pairs", "3", "--traversal-images", "2", "--values", "2",
+                            "--edit-steps", "3", "--map-points", "300", "--name", "tiny", "--out-dir", str(out)])
+    assert json.loads((out / "fidelity_tiny.json").read_text())["command"].startswith("python benchmarks/fidelity/fidelity.py")
+    fresh, inverted = result["reconstruction"]
+    assert (fresh["noise"], inverted["noise"]) == ("fresh", "inverted")
+    assert inverted["psnr"] > fresh["psnr"] + 5 and inverted["ssim"] > fresh["ssim"]  # inversion keeps the image
+    swapped = {(row["factor"], row["noise"]) for row in result["swaps"] if "noise" in row}
+    assert ("floor_hue", "fresh") in swapped and ("floor_hue", "inverted") in swapped  # the shipped model's floor concepts
+    assert set(result["reencoding_error"]) == {"fresh", "inverted"} and result["traversals"]
+    assert (out / "fidelity_tiny.png").is_file() and "re-encoding error" in capsys.readouterr().out
+
+
+def test_sample_quality_reads_samples_of_each_prior_kind(tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "prior"))
+    import sample_quality
+
+    out = tmp_path / "out"
+    result = sample_quality.main(["--num-samples", "6", "--steps", "2", "--prior-images", "200", "--name", "tiny",
+                                  "--out-dir", str(out)])
+    assert [row["prior"] for row in result["rows"]] == ["empirical", "independent", "gmm"]
+    for row in result["rows"]:
+        assert 0 <= row["validity"] <= 1 and row["distinct_combinations"] <= 6 and row["max_pair_mi"] >= 0
+    assert result["uniform_reference"]["expected_distinct"] == pytest.approx(6, abs=1e-3)  # 480,000 combinations
+    assert (out / "sample_quality_tiny.json").is_file() and (out / "sample_quality_tiny.png").is_file()
+    assert "max pair MI" in capsys.readouterr().out

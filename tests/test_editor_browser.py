@@ -184,12 +184,12 @@ def test_releasing_a_slider_sends_its_value_and_shows_the_decoded_image(browser_
             page.mouse.click(track["x"] + track["width"] * 0.98, track["y"] + track["height"] / 2)  # press and release near the end
     except PlaywrightTimeout:
         pytest.fail(f"releasing concept {EDITED_CONCEPT}'s slider sent no request to the decode endpoint within 30 s")
-    *sent, steps, seed = call.value.post_data_json["data"]
+    *sent, steps, seed, invert, _ = call.value.post_data_json["data"]  # the last: the source image
     moved = float(page.input_value(f"#concept-{EDITED_CONCEPT} input[type=number]"))
     assert sent[EDITED_CONCEPT] == pytest.approx(moved) and moved >= lowest_checked, (sent, moved, lowest_checked)
     assert [v for i, v in enumerate(sent) if i != EDITED_CONCEPT] == pytest.approx(
         [v for i, v in enumerate(shown_values) if i != EDITED_CONCEPT], abs=1e-9)  # the other sliders as they were
-    assert (steps, seed) == (STEPS, editor.seed)
+    assert (steps, seed, invert) == (STEPS, editor.seed, False)
 
     try:
         page.wait_for_function("old => document.querySelector('#edit-output img').src !== old", arg=before_source, timeout=60_000)

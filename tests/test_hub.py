@@ -76,7 +76,7 @@ def test_push_uploads_layout_weights_and_card_in_one_commit(pipe, hub_server, hu
     scores = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert scores == {"factor_vae.eval_accuracy": 0.91, "mig.discrete_mig": 0.33, "dci.disentanglement": 0.62,
                       "dci.completeness": 0.58}
-    for text in ("trust_remote_code=True", "ConceptDiffusionPipeline.from_pretrained", "pipe.swap", "pipe.traverse",
+    for text in ("trust_remote_code=True", "ConceptDiffusionPipeline.from_pretrained", "pipe.swap", "pipe.traverse", "pipe.invert",
                  "./swap_grid.png", "learning_rate", "| DCI disentanglement | 0.620 |", "| MIG | 0.330 |", "Limitations", "@inproceedings"):
         assert text in card.text, text
 
@@ -235,6 +235,14 @@ def test_repo_with_pickled_weights_only(pipe, hub_repo_id, tmp_path):
     assert not (tmp_path / "out").exists()  # nothing was downloaded
     with pytest.raises((ValueError, FileNotFoundError), match="safetensors"):
         ConceptDiffusionPipeline.from_pretrained(hub_repo_id)
+
+
+def test_card_shows_image_fidelity_only_when_measured(pipe):
+    measured = render_model_card(pipe, "user/x", fidelity={"reconstruction PSNR, 20 steps": "30.1 dB"},
+                                 fidelity_note="Measured on 128 held-out images.").text
+    assert "## Image fidelity" in measured and "Measured on 128 held-out images." in measured
+    assert "| reconstruction PSNR, 20 steps | 30.1 dB |" in measured
+    assert "Image fidelity" not in render_model_card(pipe, "user/x").text
 
 
 def test_card_rejects_non_numeric_metrics(pipe):

@@ -198,3 +198,50 @@ def test_autoencoder_kl_first_stage(tmp_path, images):
     assert type(loaded.vae) is AutoencoderKL
     # Separately loaded models: equal to a tolerance, as kernels may differ between CPUs.
     np.testing.assert_allclose(run(loaded, images=images).images, before, rtol=1e-6, atol=1e-5)
+
+
+# ---------------------------------------------------------------- inversion
+
+
+def psnr(a, b):
+    return float(np.mean(10 * np.log10(1 / np.mean((a - b) ** 2, axis=(1, 2, 3)))))
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu"])  # latent space (a VQModel first stage) and pixel space
+def test_inverted_noise_reconstructs_better_than_fresh_noise(preset, images):
+    pipe = build_pipeline(preset, seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    inverted = pipe.invert(images, num_inference_steps=4)
+    assert inverted.latents.shape == (3, *pipe.latent_shape)
+    torch.testing.assert_close(inverted.concepts, pipe.encode(images))
+    with torch.no_grad():
+        target = pipe.encode_latents(pipe.preprocess(images))  # what the UNet denoises toward
+    fresh = run(pipe, images=images, num_inference_steps=4, output_type="latent").images
+    again = pipe(images=images, latents=inverted.latents, num_inference_steps=4, output_type="latent").images
+    assert (again - target).norm() < 0.5 * (fresh - target).norm()  # an untrained UNet: DDIM retraced roughly
+
+
+def test_edits_from_inverted_noise_keep_the_image(shipped_pipe):
+    data = load_ground_truth("shapes3d-procedural", image_size=32)
+    images = data.sample_observations_from_factors(data.sample_factors(4, np.random.RandomState(1)), np.random.RandomState(1))
+    latents, concepts = shipped_pipe.invert(images, num_inference_steps=10, return_dict=False)
+    kwargs = dict(num_inference_steps=10, output_type="np", latents=latents)
+    reconstruction = shipped_pipe(images=images, **kwargs).images
+    assert psnr(reconstruction, images) > 35  # fresh noise: about 23.5 dB
+    # a swap with the image itself and a sweep through its own value are the reconstruction
+    own = shipped_pipe.swap(images, images, concept_indices=[0, 3], pairwise=True, **kwargs).images[:, 0]
+    np.testing.assert_allclose(own, reconstruction, atol=1e-5)
+    sweep = shipped_pipe.traverse(images[:1], 2, values=concepts[0, 2:3], **{**kwargs, "latents": latents[:1]}).images[0, 0]
+    np.testing.assert_allclose(sweep, reconstruction[0], atol=1e-5)
+    with pytest.raises(ValueError, match=r"latents must have shape \(4, 3, 32, 32\).*pipe.invert"):
+        shipped_pipe.swap(images, images, concept_indices=[0], num_inference_steps=2, latents=latents[:2])
+
+
+def test_inversion_needs_ddim_and_named_input(pipe, images):
+    with pytest.raises(ValueError, match="images is an empty batch"):
+        pipe.invert(images[:0])
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        pipe.invert(images, num_inference_steps=0)
+    other = ConceptDiffusionPipeline(**{**pipe.components, "scheduler": DDPMScheduler.from_config(pipe.scheduler.config)})
+    with pytest.raises(ValueError, match="invert retraces DDIM.*DDIMScheduler.from_config"):
+        other.invert(images)

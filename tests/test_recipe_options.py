@@ -327,6 +327,30 @@ def test_scheduled_gradient_loss_weight_trains_and_differs(tmp_path, vae_dir):
         tiny_config(tmp_path, vae_dir, gradient_loss_weight_until=0.0)
 
 
+# ---------------------------------------------------------------- a second phase from a saved pipeline
+
+
+def test_second_phase_trains_the_unet_of_a_saved_pipeline_with_the_encoder_frozen(tmp_path, vae_dir):
+    first = train(tiny_config(tmp_path, vae_dir, "first", max_steps=2))
+    second = train(tiny_config(tmp_path, vae_dir, "second", max_steps=2, init_from=first.pipeline_dir,
+                               train_encoder=False, timestep_sampling="uniform"))
+    before, after = (ConceptDiffusionPipeline.from_pretrained(r.pipeline_dir) for r in (first, second))
+    for (name, old), new in zip(before.concept_encoder.state_dict().items(), after.concept_encoder.state_dict().values()):
+        assert torch.equal(old, new), f"the frozen encoder's {name} changed"  # BatchNorm statistics included
+    assert not all(torch.equal(old, new) for old, new in zip(before.unet.parameters(), after.unet.parameters()))
+    assert after.vae.config.scaling_factor == before.vae.config.scaling_factor  # the folder's first stage, kept
+    # the UNet starts from the saved one: a step too small to move it leaves the saved weights
+    still = train(tiny_config(tmp_path, vae_dir, "still", max_steps=1, learning_rate=1e-12, init_from=first.pipeline_dir,
+                              train_encoder=False))
+    kept = ConceptDiffusionPipeline.from_pretrained(still.pipeline_dir).unet
+    for old, new in zip(before.unet.parameters(), kept.parameters()):
+        torch.testing.assert_close(new, old, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="init_from=.*no model_index.json"):
+        tiny_config(tmp_path, vae_dir, init_from=str(tmp_path))
+    with pytest.raises(ValueError, match="ema_encoder needs train_encoder"):
+        tiny_config(tmp_path, vae_dir, train_encoder=False, ema_encoder=True)
+
+
 # ---------------------------------------------------------------- the first stage's codebook
 
 

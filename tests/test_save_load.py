@@ -215,7 +215,8 @@ def test_remote_code_modules_import_only_torch_diffusers_and_the_standard_librar
     import importlib
 
     allowed = {"torch", "diffusers", "numpy", "PIL"} | set(sys.stdlib_module_names)
-    for name in ("concept_diffusion.models.concept_encoder", "concept_diffusion.pipelines.pipeline_concept_diffusion"):
+    for name in ("concept_diffusion.models.concept_encoder", "concept_diffusion.models.concept_prior",
+                 "concept_diffusion.pipelines.pipeline_concept_diffusion"):
         source = open(importlib.import_module(name).__file__).read()
         roots = set()
         for node in ast.walk(ast.parse(source)):

@@ -64,4 +64,15 @@ def test_release_script_publishes_the_shipped_folder(hub_server, hub_repo_id):
     files = set(HfApi().list_repo_files(hub_repo_id))
     assert {"model_index.json", "pipeline.py", "README.md", "swap.png", "traversal.png",
             "unet/diffusion_pytorch_model.safetensors", "concept_encoder/diffusion_pytorch_model.safetensors"} <= files
-    assert ConceptDiffusionPipeline.from_pretrained(hub_repo_id).concept_encoder.config.num_concepts == 10
+    assert "concept_prior/diffusion_pytorch_model.safetensors" in files
+    pulled = ConceptDiffusionPipeline.from_pretrained(hub_repo_id)
+    assert pulled.concept_encoder.config.num_concepts == 10
+    out = pulled.sample(2, prior="independent", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+    assert out.images.shape == (2, 32, 32, 3) and out.concepts.shape == (2, 10)
+
+
+def test_shipped_model_samples_from_its_prior(shipped):
+    for kind in ("empirical", "independent", "gmm"):
+        out = shipped.sample(2, prior=kind, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+        assert out.images.shape == (2, 32, 32, 3) and np.isfinite(out.images).all()
+    assert shipped.concept_prior.config.num_points == 4000

@@ -12,9 +12,11 @@ __version__ = metadata.version("concept-diffusion")
 _EXPORTS = {
     "ConceptEncoder": "concept_diffusion.models.concept_encoder",
     "ConceptEncoderOutput": "concept_diffusion.models.concept_encoder",
+    "ConceptPrior": "concept_diffusion.models.concept_prior",
     "ConceptDiffusionPipeline": "concept_diffusion.pipelines",
     "ConceptDiffusionPipelineOutput": "concept_diffusion.pipelines",
     "ConceptEditOutput": "concept_diffusion.pipelines",
+    "ConceptInversionOutput": "concept_diffusion.pipelines",
     "build_pipeline": "concept_diffusion.presets",
     "list_presets": "concept_diffusion.presets",
     "load_ground_truth": "concept_diffusion.data",

@@ -54,6 +54,13 @@ def unet_condition(unet_config, tokens: torch.Tensor) -> dict:
     return {"encoder_hidden_states": tokens}
 
 
+def images_to_latents(vae, images: torch.Tensor) -> torch.Tensor:
+    """Unscaled first-stage latents of model-space images (pre-quantisation for a VQModel, the posterior mean for a
+    KL autoencoder): what the UNet is trained on, before the vae's scaling factor."""
+    encoded = vae.encode(images.to(vae.dtype))
+    return encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.mode()
+
+
 @dataclass
 class ConceptDiffusionPipelineOutput(BaseOutput):
     """Output of `ConceptDiffusionPipeline.__call__`.
@@ -82,6 +89,21 @@ class ConceptEditOutput(BaseOutput):
 
     images: Union[List[List[PIL.Image.Image]], np.ndarray, torch.Tensor]
     grid: Optional[PIL.Image.Image]
+    concepts: torch.Tensor
+
+
+@dataclass
+class ConceptInversionOutput(BaseOutput):
+    """Output of `invert`.
+
+    Args:
+        latents: the starting noise `(B, C, h, w)` from which deterministic DDIM (eta 0) with the same number of
+            steps and the images' own concepts reconstructs them; pass it as `latents=` to `__call__`, `swap` or
+            `traverse`.
+        concepts: the images' concepts `(B, N)`.
+    """
+
+    latents: torch.Tensor
     concepts: torch.Tensor
 
 
@@ -205,6 +227,8 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             `projection_class_embeddings_input_dim == N * d`) through its time embedding.
         scheduler: any diffusers scheduler; DDIM for sampling by default.
         vae: a `VQModel` or `AutoencoderKL` first stage, or None for diffusion in pixel space.
+        concept_prior: optional `ConceptPrior`, a distribution over concept vectors fitted on the training data,
+            which `sample` draws new images from.
 
     Images in and out follow diffusers: PIL, numpy (H, W, C) or tensors (B, C, H, W), in [0, 1].
     Every variant of one image (a reconstruction, each swap, each traversal step) starts from the
@@ -219,10 +243,10 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "concept_encoder->unet->vae"
-    _optional_components = ["vae"]
+    _optional_components = ["vae", "concept_prior"]
     _callback_tensor_inputs = ["latents", "tokens"]
 
-    def __init__(self, concept_encoder, unet, scheduler, vae=None):
+    def __init__(self, concept_encoder, unet, scheduler, vae=None, concept_prior=None):
         super().__init__()
         token_dim = concept_encoder.config.token_dim
         if unet.config.cross_attention_dim != token_dim:
@@ -236,7 +260,12 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
                 f"unet.config.projection_class_embeddings_input_dim ({unet.config.projection_class_embeddings_input_dim}) must "
                 f"equal num_concepts * token_dim ({flat_tokens}) for AdaGN conditioning: rebuild the UNet with it"
             )
-        self.register_modules(concept_encoder=concept_encoder, unet=unet, scheduler=scheduler, vae=vae)
+        if concept_prior is not None and concept_prior.config.num_concepts != concept_encoder.config.num_concepts:
+            raise ValueError(
+                f"concept_prior draws {concept_prior.config.num_concepts} concepts, but the concept encoder has "
+                f"{concept_encoder.config.num_concepts}: fit the prior on this pipeline's concepts"
+            )
+        self.register_modules(concept_encoder=concept_encoder, unet=unet, scheduler=scheduler, vae=vae, concept_prior=concept_prior)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
 
     # ------------------------------------------------------------------ images in and out
@@ -359,7 +388,7 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         latents = _real_tensor(latents, "latents")
         if tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape} (one starting noise per input), got {tuple(latents.shape)}")
+            raise ValueError(f"latents must have shape {shape} (one starting noise per input image, e.g. pipe.invert(images).latents), got {tuple(latents.shape)}")
         _check_finite(latents, "latents")
         return latents.to(device=device, dtype=dtype)
 
@@ -409,6 +438,51 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             return latents.clamp(-1, 1)
         latents = latents / self.vae.config.scaling_factor
         return self.vae.decode(latents.to(self.vae.dtype)).sample.clamp(-1, 1)
+
+    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Model-space images `(B, C, H, W)` in [-1, 1] -> what the UNet denoises: scaled vae latents, or the pixels."""
+        if self.vae is None:
+            return images.to(self.unet.dtype)
+        return (images_to_latents(self.vae, images) * self.vae.config.scaling_factor).to(self.unet.dtype)
+
+    @torch.no_grad()
+    def invert(self, images: ImageInput, num_inference_steps: int = 50, return_dict: bool = True):
+        """DDIM inversion: the starting noise from which this pipeline, given the images' own concepts, redraws them.
+
+        Runs the deterministic DDIM sampler backwards (diffusers' `DDIMInverseScheduler`, on the timesteps that
+        `__call__` uses with the same `num_inference_steps`), conditioned on each image's concepts. Pass the result's
+        `latents` to `__call__`, `swap` or `traverse` with the same `num_inference_steps` and `eta=0`: the edit then
+        changes what the edited concepts carry and keeps the rest of the image (texture, anything the concepts do
+        not carry), where fresh noise redraws it. Returns a `ConceptInversionOutput`, or `(latents, concepts)` with
+        `return_dict=False`.
+
+        Example:
+            >>> inverted = pipe.invert(images, num_inference_steps=20)
+            >>> same = pipe(images=images, latents=inverted.latents, num_inference_steps=20)   # ~ the images
+            >>> edited = pipe.swap(images, references, [2], latents=inverted.latents, num_inference_steps=20)
+        """
+        from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+        self._check_sampling(num_inference_steps, 0.0, "pt")
+        if not isinstance(self.scheduler, DDIMScheduler):
+            raise ValueError(
+                f"invert retraces DDIM, but this pipeline samples with {type(self.scheduler).__name__}: set "
+                "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config) to invert and edit"
+            )
+        batch = self.preprocess(images)
+        encoded = self.concept_encoder(batch)
+        tokens = self._check_tokens(encoded.tokens)
+        latents = self.encode_latents(batch)
+        # The first step up starts from alphas_cumprod[0], where DDIM's last step ends unless set_alpha_to_one.
+        inverse = DDIMInverseScheduler.from_config(self.scheduler.config, set_alpha_to_one=False)
+        inverse.set_timesteps(num_inference_steps, device=latents.device)
+        for t in self.progress_bar(inverse.timesteps):
+            prediction = self.unet(inverse.scale_model_input(latents, t), t, **unet_condition(self.unet.config, tokens)).sample
+            latents = inverse.step(prediction, t, latents).prev_sample
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (latents, encoded.concepts)
+        return ConceptInversionOutput(latents=latents, concepts=encoded.concepts)
 
     def _check_callback(self, callback_on_step_end, tensor_inputs) -> Sequence[str]:
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
@@ -478,12 +552,50 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             return (result, concepts)
         return ConceptDiffusionPipelineOutput(images=result, concepts=concepts)
 
+    @torch.no_grad()
+    def sample(
+        self,
+        num_images: int = 1,
+        prior: Optional[str] = None,
+        num_inference_steps: int = 50,
+        eta: float = 0.0,
+        generator: Generators = None,
+        latents: Optional[torch.Tensor] = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        """New images: concepts drawn from the pipeline's `concept_prior`, then decoded like `__call__`.
+
+        `prior` picks the kind ("empirical": the concepts of a random training image; "independent": each concept
+        from its own marginal, new combinations; "gmm": a Gaussian mixture), by default the prior's own. The
+        generator draws the concepts first, then the starting noise; a list gives each image its own. Returns a
+        `ConceptDiffusionPipelineOutput` with the drawn `concepts`, or `(images, concepts)` with `return_dict=False`.
+
+        Example:
+            >>> out = pipe.sample(8, prior="independent", num_inference_steps=20, generator=torch.Generator().manual_seed(0))
+            >>> out.images[0].save("sample.png"); out.concepts.shape   # (8, N)
+        """
+        if self.concept_prior is None:
+            raise ValueError(
+                "this pipeline has no concept prior to sample from: fit one on its training data with "
+                "`concept-diffusion fit-prior FOLDER --data DATA`, or in Python "
+                "`attach_prior(pipe, fit_concept_prior(pipe, images))` from concept_diffusion.training.prior"
+            )
+        if isinstance(num_images, bool) or not isinstance(num_images, numbers.Integral) or num_images < 1:
+            raise ValueError(f"num_images must be a whole number >= 1, got {num_images!r}")
+        self._check_sampling(num_inference_steps, eta, output_type)
+        self._check_generator(generator, int(num_images))
+        concepts = self.concept_prior.sample(int(num_images), generator=generator, kind=prior).to(self._execution_device)
+        return self(concepts=concepts, num_inference_steps=num_inference_steps, eta=eta, generator=generator,
+                    latents=latents, output_type=output_type, return_dict=return_dict)
+
     # ------------------------------------------------------------------ editing
 
-    def _edit(self, tokens, noise_index, rows, columns, inputs, header, num_inference_steps, eta, generator, output_type):
+    def _edit(self, tokens, noise_index, rows, columns, inputs, header, num_inference_steps, eta, generator, output_type,
+              latents=None):
         """Decode `rows x columns` edits and draw their grid: inputs in the first column, `header`
-        (model-space images or None) in the first row."""
-        latents = self._denoise(tokens, noise_index, num_inference_steps, eta, generator)
+        (model-space images or None) in the first row. Row r starts from `latents[noise_index]` (drawn when None)."""
+        latents = self._denoise(tokens, noise_index, num_inference_steps, eta, generator, latents)
         if output_type == "latent":
             return latents.reshape(rows, columns, *latents.shape[1:]), None
         decoded = self.decode_latents(latents)
@@ -516,6 +628,7 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         num_inference_steps: int = 50,
         eta: float = 0.0,
         generator: Generators = None,
+        latents: Optional[torch.Tensor] = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ):
@@ -524,7 +637,8 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         The result is a grid: row i is image i, column j holds image i with the concepts
         `concept_indices` of reference j. With `pairwise=True`, image i only receives reference i's
         concepts (one column; both batches must have the same length). Each row starts from the
-        same noise, so the swapped concepts are the only difference within a row. Returns a
+        same noise: drawn from `generator`, or `latents` `(len(images), C, h, w)`, e.g.
+        `pipe.invert(images).latents` so that each edit keeps the rest of its image. Returns a
         `ConceptEditOutput`, or the tuple `(images, grid, concepts)` with `return_dict=False`.
 
         Example:
@@ -561,7 +675,8 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
             columns, header = num_references, references
         noise_index = torch.arange(num_sources, device=sources.device).repeat_interleave(columns)
         tokens = self._check_tokens(tokens.reshape(-1, *tokens.shape[-2:]))
-        edited, grid = self._edit(tokens, noise_index, num_sources, columns, sources, header, num_inference_steps, eta, generator, output_type)
+        edited, grid = self._edit(tokens, noise_index, num_sources, columns, sources, header, num_inference_steps, eta, generator,
+                                  output_type, latents)
         self.maybe_free_model_hooks()
         return self._edit_output(edited, grid, concepts.reshape(num_sources, columns, -1), return_dict)
 
@@ -594,6 +709,7 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         num_inference_steps: int = 50,
         eta: float = 0.0,
         generator: Generators = None,
+        latents: Optional[torch.Tensor] = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ):
@@ -602,8 +718,9 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         The grid has one row per (image, concept) pair, image-major, and one column per value.
         `values` is one sweep for every concept, or a `(len(concept_index), V)` table with a sweep per
         concept. Without `values`, each concept sweeps 8 values over its mean +- 2 standard deviations
-        in this batch (which needs at least two images). Returns a `ConceptEditOutput`, or the tuple
-        `(images, grid, concepts)` with `return_dict=False`.
+        in this batch (which needs at least two images). Every row of one image starts from the same noise:
+        drawn from `generator`, or `latents` `(len(images), C, h, w)` such as `pipe.invert(images).latents`.
+        Returns a `ConceptEditOutput`, or the tuple `(images, grid, concepts)` with `return_dict=False`.
 
         Example:
             >>> out = pipe.traverse(image, concept_index=3, values=torch.linspace(-2, 2, 8))
@@ -626,7 +743,8 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
         # The same noise for every row of one image: draw per image, then repeat per concept.
         noise_index = torch.arange(num_images, device=inputs.device).repeat_interleave(len(indices) * num_values)
         row_inputs = inputs.repeat_interleave(len(indices), dim=0)
-        images_out, grid = self._edit(tokens, noise_index, rows, num_values, row_inputs, None, num_inference_steps, eta, generator, output_type)
+        images_out, grid = self._edit(tokens, noise_index, rows, num_values, row_inputs, None, num_inference_steps, eta, generator,
+                                      output_type, latents)
         self.maybe_free_model_hooks()
         return self._edit_output(images_out, grid, edited, return_dict)
 
@@ -661,6 +779,8 @@ class ConceptDiffusionPipeline(DiffusionPipeline):
                 index = json.load(file)
             index["_class_name"] = [os.path.splitext(PIPELINE_FILE)[0], ConceptDiffusionPipeline.__name__]
             index["concept_encoder"] = ["concept_encoder", type(self.concept_encoder).__name__]
+            if self.concept_prior is not None:
+                index["concept_prior"] = ["concept_prior", type(self.concept_prior).__name__]
             with open(index_path, "w") as file:
                 json.dump(index, file, indent=2, sort_keys=True)
                 file.write("\n")

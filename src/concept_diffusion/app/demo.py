@@ -59,7 +59,7 @@ def _example_files(editor: ConceptEditor) -> list:
 
 
 def _edit_tab(editor: ConceptEditor, quality):
-    steps, seed = quality
+    steps, seed, invert = quality
     with gr.Row():
         with gr.Column():
             source = _image("image (upload or pick an example)", True, sources=["upload", "clipboard"], elem_id="edit-input")
@@ -69,6 +69,8 @@ def _edit_tab(editor: ConceptEditor, quality):
         with gr.Column():
             edited = _image("edited", False, elem_id="edit-output")
             reset = gr.Button("reset to the image's concepts", elem_id="reset")
+            if editor.can_sample:
+                random = gr.Button("random: draw new concepts from the prior", elem_id="random")
     sliders = []
     # Three decimals, rounded outward: every concept value seen on the data stays inside its slider.
     low, high = _outward(editor.statistics.ranges[:, 0], editor.statistics.ranges[:, 1])
@@ -80,11 +82,11 @@ def _edit_tab(editor: ConceptEditor, quality):
     with gr.Accordion("concept values of the image", open=False):
         encoded = gr.JSON(label="concepts", elem_id="concepts")
 
-    def encode(image, num_steps, noise_seed):
+    def encode(image, num_steps, noise_seed, invert_first):
         if image is None:  # the image was cleared
             return [None, None, *[gr.update() for _ in sliders]]
         concepts = editor.encode(image)
-        return [concepts, editor.decode(concepts, num_steps, noise_seed), *_slider_updates(concepts)]
+        return [concepts, editor.decode(concepts, num_steps, noise_seed, invert_first, image), *_slider_updates(concepts)]
 
     def _slider_updates(concepts):
         # Three decimals are finer than any visible change, and keep the number boxes readable.
@@ -93,18 +95,27 @@ def _edit_tab(editor: ConceptEditor, quality):
         return [gr.update(value=v, minimum=min(low[i], lowest[i]), maximum=max(high[i], highest[i])) for i, v in enumerate(values)]
 
     def decode(*values):
-        *concepts, num_steps, noise_seed = values
-        return editor.decode(concepts, num_steps, noise_seed)
+        *concepts, num_steps, noise_seed, invert_first, image = values
+        return editor.decode(concepts, num_steps, noise_seed, invert_first, image)
 
-    def reset_concepts(concepts, num_steps, noise_seed):
+    def reset_concepts(concepts, num_steps, noise_seed, invert_first, image):
         if not concepts:
             raise ValueError("no image yet: upload an image or pick an example first")
-        return [editor.decode(concepts, num_steps, noise_seed), *_slider_updates(concepts)]
+        return [editor.decode(concepts, num_steps, noise_seed, invert_first, image), *_slider_updates(concepts)]
 
-    source.change(_as_user_error(encode), inputs=[source, steps, seed], outputs=[encoded, edited, *sliders], api_name="encode")
-    gr.on([slider.release for slider in sliders], _as_user_error(decode), inputs=[*sliders, steps, seed], outputs=[edited],
-          api_name="decode", trigger_mode="always_last")
-    reset.click(_as_user_error(reset_concepts), inputs=[encoded, steps, seed], outputs=[edited, *sliders], api_name="reset")
+    source.change(_as_user_error(encode), inputs=[source, steps, seed, invert], outputs=[encoded, edited, *sliders], api_name="encode")
+    gr.on([slider.release for slider in sliders], _as_user_error(decode), inputs=[*sliders, steps, seed, invert, source],
+          outputs=[edited], api_name="decode", trigger_mode="always_last")
+    reset.click(_as_user_error(reset_concepts), inputs=[encoded, steps, seed, invert, source], outputs=[edited, *sliders],
+                api_name="reset")
+
+    def draw_random(num_steps, noise_seed):
+        # New concepts have no image to invert: they decode from fresh noise, and "invert first" turns off.
+        concepts = editor.random_concepts(noise_seed)
+        return [concepts, editor.decode(concepts, num_steps, noise_seed, False), gr.update(value=False), *_slider_updates(concepts)]
+
+    if editor.can_sample:
+        random.click(_as_user_error(draw_random), inputs=[steps, seed], outputs=[encoded, edited, invert, *sliders], api_name="random")
 
 
 def _swap_tab(editor: ConceptEditor, quality):
@@ -142,34 +153,37 @@ def _attention_tab(editor: ConceptEditor, quality):
     gr.Markdown("Each concept token's cross-attention over the image while the model redraws it, averaged over heads, "
                 "layers and steps (bright: the concept this region attends to most).")
     grid = gr.Image(label="attention maps", show_label=False, type="pil", format="png", interactive=False, elem_id="attention-output")
-    button.click(_as_user_error(editor.attention), inputs=[image, *quality], outputs=[grid], api_name="attention")
+    button.click(_as_user_error(editor.attention), inputs=[image, *quality[:2]], outputs=[grid], api_name="attention")
 
 
-def build_demo(pipe_or_editor, data=None, max_steps=None, title: str = "EncDiff concept editor") -> gr.Blocks:
+def build_demo(pipe_or_editor, data=None, max_steps=None, invert: bool = False, title: str = "EncDiff concept editor") -> gr.Blocks:
     """The concept editor as a `gr.Blocks`; launch it with `launch_demo(demo)`.
 
     Args:
         pipe_or_editor: a `ConceptDiffusionPipeline`, or a `ConceptEditor` built from one.
         data: optional `GroundTruthData` (for a pipeline): examples, slider ranges and factor labels.
         max_steps: cap on the denoising steps (the quality setting), for CPU users.
+        invert: start with "invert first" on (for a pipeline; a `ConceptEditor` carries its own).
 
     Example:
         >>> demo = build_demo(ConceptDiffusionPipeline.from_pretrained("outputs/quickstart/pipeline"))
         >>> launch_demo(demo, server_port=7860)
     """
     if isinstance(pipe_or_editor, ConceptEditor):
-        if data is not None or max_steps is not None:
-            raise ValueError("data and max_steps belong to the ConceptEditor: pass them when building it")
+        if data is not None or max_steps is not None or invert:
+            raise ValueError("data, max_steps and invert belong to the ConceptEditor: pass them when building it")
         editor = pipe_or_editor
     else:
-        editor = ConceptEditor(pipe_or_editor, data=data, max_steps=max_steps)
+        editor = ConceptEditor(pipe_or_editor, data=data, max_steps=max_steps, invert=invert)
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.Markdown(f"## {title}\nEncode an image into its {editor.num_concepts} concepts, move them, swap them between "
                     "images, sweep one, and see where each concept token attends. Every result starts from the same noise.")
         with gr.Row():
             steps = gr.Slider(1, editor.max_steps, value=editor.default_steps, step=1, label="denoising steps (quality)", elem_id="steps")
             seed = gr.Number(value=editor.seed, precision=0, label="noise seed", elem_id="seed")
-        quality = (steps, seed)
+            invert = gr.Checkbox(value=editor.invert, label="invert first: start from the image's own noise, so edits keep "
+                                 "what the concepts do not carry", elem_id="invert")
+        quality = (steps, seed, invert)
         with gr.Tab("Edit"):
             _edit_tab(editor, quality)
         with gr.Tab("Swap"):

@@ -13,7 +13,7 @@ from importlib import import_module
 from concept_diffusion import __version__
 
 # Module names, in the order `--help` lists them.
-SUBCOMMAND_MODULES = ["quickstart", "train", "data", "evaluate", "edit", "attention", "hub"]
+SUBCOMMAND_MODULES = ["quickstart", "train", "data", "evaluate", "edit", "attention", "sample", "hub"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,9 @@ def register(subparsers) -> None:
                              "the model card, if it can be loaded; 'none' for no data)")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="cap on the denoising steps a user can ask for; lower is faster on CPU (default 50)")
+    parser.add_argument("--invert", action="store_true",
+                        help="start with 'invert first' on: edits start from the image's inverted noise (pipe.invert), so "
+                             "they keep what the concepts do not carry; the first decode of each image costs twice as long")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link (needs network)")
@@ -63,6 +66,6 @@ def run(args) -> int:
 
     pipe = ConceptDiffusionPipeline.from_pretrained(args.model)
     data = load_editor_data(pipe, args.model, args.data)
-    demo = build_demo(pipe, data=data, max_steps=args.max_steps)
+    demo = build_demo(pipe, data=data, max_steps=args.max_steps, invert=args.invert)
     launch_demo(demo, server_name=args.host, server_port=args.port, share=args.share)
     return 0

@@ -128,6 +128,8 @@ def render_model_card(
     swap_grid: Optional[str] = None,
     traversal_grid: Optional[str] = None,
     concept_factor_map: Optional[str] = None,
+    fidelity: Optional[Mapping[str, Any]] = None,
+    fidelity_note: str = "",
     revision: str = "main",
     license: str = "apache-2.0",
 ):
@@ -146,6 +148,8 @@ def render_model_card(
         traversal_grid: file name, inside the repo, of a traversal grid image (one row per concept).
         concept_factor_map: file name, inside the repo, of the concept-factor map heatmap
             (`concept_diffusion.evaluation.concept_factors`).
+        fidelity: image fidelity measures (e.g. reconstruction PSNR, edit accuracy), shown as a table under
+            `fidelity_note` (what was measured and how).
         revision: the revision the loading examples pin.
 
     Example:
@@ -187,6 +191,8 @@ def render_model_card(
         "swap_grid": swap_grid,
         "traversal_grid": traversal_grid,
         "concept_factor_map": concept_factor_map,
+        "fidelity_rows": [(str(name), str(value)) for name, value in (fidelity or {}).items()],
+        "fidelity_note": fidelity_note,
         # save_pretrained writes config.json's auto_map for encoders registered with an auto class.
         "has_auto_map": getattr(components["concept_encoder"], "_auto_class", None) is not None or "auto_map" in encoder_config,
     }

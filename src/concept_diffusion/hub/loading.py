@@ -57,7 +57,7 @@ def check_model_index(index: dict, where: str) -> None:
 def component_classes(index: dict, where: str) -> Dict[str, Optional[type]]:
     """The class of each component that model_index.json names (None for an absent optional one).
 
-    Only the package's `ConceptEncoder`, diffusers' `UNet2DConditionModel`, a `VQModel` or
+    Only the package's `ConceptEncoder` and `ConceptPrior`, diffusers' `UNet2DConditionModel`, a `VQModel` or
     `AutoencoderKL` first stage and diffusers schedulers are accepted: whatever the file says, no
     class is imported from the folder or the repo.
 
@@ -67,7 +67,7 @@ def component_classes(index: dict, where: str) -> Dict[str, Optional[type]]:
     """
     import diffusers
 
-    from concept_diffusion.models import ConceptEncoder
+    from concept_diffusion.models import ConceptEncoder, ConceptPrior
 
     check_model_index(index, where)
     classes = {}
@@ -79,6 +79,8 @@ def component_classes(index: dict, where: str) -> Dict[str, Optional[type]]:
             classes[name] = None
         elif name == "concept_encoder" and class_name == ConceptEncoder.__name__:
             classes[name] = ConceptEncoder
+        elif name == "concept_prior" and class_name == ConceptPrior.__name__:
+            classes[name] = ConceptPrior
         elif name == "unet" and class_name == "UNet2DConditionModel":
             classes[name] = diffusers.UNet2DConditionModel
         elif name == "vae" and class_name in VAE_CLASSES:

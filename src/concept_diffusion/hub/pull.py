@@ -118,11 +118,11 @@ def load_pipeline_components(pretrained_model_name_or_path, **kwargs) -> dict:
     the saved ones (`scheduler=...`)."""
     hub_args = {key: kwargs.pop(key) for key in HUB_ARGS if key in kwargs}
     loader_args = {key: kwargs.pop(key) for key in MODEL_LOADER_ARGS if key in kwargs}
-    given = {name: kwargs.pop(name) for name in (*REQUIRED_COMPONENTS, "vae") if name in kwargs}
+    given = {name: kwargs.pop(name) for name in (*REQUIRED_COMPONENTS, "vae", "concept_prior") if name in kwargs}
     if kwargs:
         raise ValueError(
             f"unexpected arguments to from_pretrained: {sorted(kwargs)}; accepted are {list(HUB_ARGS + MODEL_LOADER_ARGS)} "
-            f"and the components {list(REQUIRED_COMPONENTS) + ['vae']}"
+            f"and the components {list(REQUIRED_COMPONENTS) + ['vae', 'concept_prior']}"
         )
     folder = resolve_folder(os.fspath(pretrained_model_name_or_path), **hub_args)
     return {**load_components(folder, skip=tuple(given), **loader_args), **given}

@@ -9,7 +9,7 @@ repos as remote code. The subclass here adds what needs the package, from `conce
 
 from concept_diffusion.hub import load_pipeline_components, push_pipeline_to_hub
 from concept_diffusion.pipelines import pipeline_concept_diffusion as portable
-from concept_diffusion.pipelines.pipeline_concept_diffusion import ConceptDiffusionPipelineOutput, ConceptEditOutput
+from concept_diffusion.pipelines.pipeline_concept_diffusion import ConceptDiffusionPipelineOutput, ConceptEditOutput, ConceptInversionOutput
 
 
 class ConceptDiffusionPipeline(portable.ConceptDiffusionPipeline):
@@ -39,4 +39,4 @@ class ConceptDiffusionPipeline(portable.ConceptDiffusionPipeline):
         return push_pipeline_to_hub(self, repo_id, **kwargs)
 
 
-__all__ = ["ConceptDiffusionPipeline", "ConceptDiffusionPipelineOutput", "ConceptEditOutput"]
+__all__ = ["ConceptDiffusionPipeline", "ConceptDiffusionPipelineOutput", "ConceptEditOutput", "ConceptInversionOutput"]

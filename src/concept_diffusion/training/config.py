@@ -160,6 +160,14 @@ class TrainingConfig:
     size, upsampled and weighted discount ** level (`trainer.training_noise`), so that the noise hides the large-scale
     layout (the camera's turn, the object's place) as it hides fine detail, and the UNet must take it from the tokens.
     In [0, 1); Whitaker (2023) used 0.8 with a random scale step. Training only: sampling starts from plain noise."""
+    init_from: Optional[str] = None
+    """A saved pipeline folder (a run's OUTPUT_DIR/pipeline, or any `save_pretrained` folder) whose concept encoder, UNet
+    and first stage start this run instead of the preset's fresh weights: a second phase. The preset still gives the
+    recipe; the folder's architecture replaces the preset's. None (default): train from scratch."""
+    train_encoder: bool = True
+    """False freezes the concept encoder (eval mode, no gradient, not in the optimizer): with `init_from`, a phase that
+    trains the UNet alone, e.g. on every timestep (`timestep_sampling` uniform) for cleaner decoding, while the
+    concepts, and so the disentanglement scores, stay exactly as they were."""
     released_zero_init: bool = False
     """Zero-initialise the UNet like the released code (each ResBlock's output conv, each transformer's
     proj_out, the final conv) before training; the paper presets turn it on."""
@@ -302,6 +310,11 @@ def check_config(config) -> None:
             raise ValueError(
                 f"multires_noise_discount must be in [0, 1) (0 turns it off; 0.8 is the usual strength), got {config.multires_noise_discount}"
             )
+        if not config.train_encoder and config.ema_encoder:
+            raise ValueError("ema_encoder needs train_encoder: a frozen concept encoder has nothing to average; drop one of them")
+        if config.init_from is not None and not os.path.isfile(os.path.join(config.init_from, "model_index.json")):
+            raise ValueError(f"init_from={config.init_from}: no model_index.json there; pass a folder written by "
+                             "save_pretrained, such as a run's OUTPUT_DIR/pipeline")
         if not 0 <= config.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
     else:

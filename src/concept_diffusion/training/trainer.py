@@ -18,11 +18,12 @@ from torch.nn import functional as F
 
 from concept_diffusion.atomic import atomic_path, write_json
 from concept_diffusion.models.released_init import zero_init_like_released
-from concept_diffusion.pipelines.pipeline_concept_diffusion import unet_condition
+from concept_diffusion.pipelines.pipeline_concept_diffusion import images_to_latents, unet_condition
 from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.checkpoints import save_checkpoint
 from concept_diffusion.training.config import TrainingConfig
 from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, scorable_metrics, step_generator
+from concept_diffusion.training.prior import attach_prior, prior_of_training_data
 from concept_diffusion.training.schedules import RunProgress, gradient_loss_weight_at, warmup_then_decay
 from concept_diffusion.training.skip_dropout import SkipDropout
 from concept_diffusion.training.runtime import (
@@ -81,12 +82,6 @@ def read_first_stage(path: str):
     if class_name not in ("VQModel", "AutoencoderKL"):
         raise ValueError(f"vae={path} holds a {class_name!r}; expected a VQModel or AutoencoderKL")
     return getattr(diffusers, class_name).from_pretrained(path, use_safetensors=True).eval().requires_grad_(False)
-
-
-def images_to_latents(vae, images: torch.Tensor) -> torch.Tensor:
-    """Unscaled first-stage latents (pre-quantisation for a VQModel, the posterior mean for a KL autoencoder)."""
-    encoded = vae.encode(images.to(vae.dtype))
-    return encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.mode()
 
 
 def estimate_scaling_factor(vae, dataset, config: TrainingConfig, device) -> float:
@@ -219,30 +214,49 @@ class EncDiffParts:
         return plain_model(self.accelerator, self.encoder), plain_model(self.accelerator, self.unet)
 
 
+def starting_pipeline(config: TrainingConfig):
+    """The pipeline a run starts from: the preset's, freshly initialised under the run's seed, or (`init_from`) a
+    trained one, loaded with the package's own classes."""
+    if config.init_from is None:
+        return build_pipeline(config.preset, seed=config.seed, conditioning=config.conditioning)
+    from concept_diffusion.pipelines import ConceptDiffusionPipeline
+
+    return ConceptDiffusionPipeline.from_pretrained(config.init_from)
+
+
+def starting_first_stage(config: TrainingConfig, pipe):
+    """The frozen first stage: the `init_from` pipeline's own (with its scaling factor), else `config.vae`'s."""
+    if config.init_from is not None and pipe.vae is not None:
+        return pipe.vae.eval().requires_grad_(False)
+    return load_first_stage(config.vae, pipe.vae, config.preset)
+
+
 def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
     """Build the models, data, optimizer and EMA; returns `(parts, dataset, ground_truth_or_None)`."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from diffusers.training_utils import EMAModel
 
-    pipe = build_pipeline(config.preset, seed=config.seed, conditioning=config.conditioning)
+    pipe = starting_pipeline(config)
     encoder, unet = pipe.concept_encoder, pipe.unet
-    if config.released_zero_init:
+    if config.released_zero_init and config.init_from is None:
         zero_init_like_released(unet)
     sample_size, in_channels = encoder.config.sample_size, encoder.config.in_channels
     dataset, ground_truth = load_training_data(config.data, sample_size, in_channels)
     check_image_size(dataset if ground_truth is None else ground_truth, sample_size, in_channels, config.data, config.preset)
-    vae = load_first_stage(config.vae, pipe.vae, config.preset)
+    vae = starting_first_stage(config, pipe)
     if vae is not None:
         vae.to(accelerator.device)
+    if vae is not None and config.init_from is None:
         scaling_factor = (resume_state["scaling_factor"] if resume_state is not None
                           else estimate_scaling_factor(vae, dataset, config, accelerator.device))
         vae.register_to_config(scaling_factor=scaling_factor)
     if config.prediction_type is not None:
         pipe.scheduler.register_to_config(prediction_type=config.prediction_type)
 
-    encoder.train(), unet.train()
-    params = list(encoder.parameters()) + list(unet.parameters())
-    groups = [{"params": list(encoder.parameters()), "lr": config.learning_rate * config.encoder_lr_multiplier},
+    encoder.train(config.train_encoder).requires_grad_(config.train_encoder), unet.train()
+    trained_encoder = list(encoder.parameters()) if config.train_encoder else []
+    params = trained_encoder + list(unet.parameters())
+    groups = [{"params": trained_encoder, "lr": config.learning_rate * config.encoder_lr_multiplier},
               {"params": list(unet.parameters())}]
     # fused: one kernel for all parameters (and a few percent faster on CPU too)
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
@@ -252,7 +266,11 @@ def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
                         model_cls=UNet2DConditionModel, model_config=unet.config)
     ema_encoder = (EMAModel(encoder.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True)
                    if config.ema_encoder else None)
-    encoder, unet, optimizer, lr_scheduler = accelerator.prepare(encoder, unet, optimizer, lr_scheduler)
+    if config.train_encoder:
+        encoder, unet, optimizer, lr_scheduler = accelerator.prepare(encoder, unet, optimizer, lr_scheduler)
+    else:  # nothing to synchronise: every process holds the same frozen encoder
+        encoder.to(accelerator.device)
+        unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
     for ema in (ema_unet, ema_encoder):
         if ema is not None:
             ema.to(accelerator.device)
@@ -334,7 +352,7 @@ def evaluate_and_draw(parts: EncDiffParts, config: TrainingConfig, ground_truth,
             with atomic_path(os.path.join(config.output_dir, "samples", name), ".png") as temporary:
                 grid.save(temporary)
         finally:
-            encoder.train(), unet.train()
+            encoder.train(config.train_encoder), unet.train()
     return scores
 
 
@@ -367,8 +385,9 @@ def trainer_state(parts: EncDiffParts, config: TrainingConfig) -> dict:
     return {"config": config.to_dict(), "scaling_factor": parts.vae.config.scaling_factor if parts.vae is not None else None}
 
 
-def save_final_pipeline(parts: EncDiffParts, config: TrainingConfig, metrics: dict) -> str:
-    """The EMA weights as a pipeline in `output_dir/pipeline`, with its model card (main process)."""
+def save_final_pipeline(parts: EncDiffParts, config: TrainingConfig, metrics: dict, dataset) -> str:
+    """The EMA weights as a pipeline in `output_dir/pipeline`, with a concept prior fitted on the training data
+    and its model card (main process)."""
     pipeline_dir = os.path.join(config.output_dir, "pipeline")
     swap_grid = os.path.join(config.output_dir, "samples", "swap_final.png")
     final = sampling_pipeline(parts)  # the loop is over: the trained weights may be overwritten by the EMA's
@@ -376,6 +395,7 @@ def save_final_pipeline(parts: EncDiffParts, config: TrainingConfig, metrics: di
     if parts.ema_encoder is not None:
         parts.ema_encoder.copy_to(final.concept_encoder.parameters())
     final.concept_encoder.eval(), final.unet.eval()
+    attach_prior(final, prior_of_training_data(final.concept_encoder, dataset, config, parts.accelerator.device))
     final.save_pretrained(pipeline_dir)
     write_run_card(final, pipeline_dir, config, metrics, swap_grid)
     if config.push_to_hub:
@@ -384,7 +404,7 @@ def save_final_pipeline(parts: EncDiffParts, config: TrainingConfig, metrics: di
     return pipeline_dir
 
 
-def finalize(parts: EncDiffParts, config: TrainingConfig, loop: LoopResult, ground_truth, swap_images, log_file) -> TrainingResult:
+def finalize(parts: EncDiffParts, config: TrainingConfig, loop: LoopResult, dataset, ground_truth, swap_images, log_file) -> TrainingResult:
     """Check the replicas agree, save the last checkpoint, then (main process) score, save, log and plot."""
     from accelerate.utils import gather_object
 
@@ -398,7 +418,7 @@ def finalize(parts: EncDiffParts, config: TrainingConfig, loop: LoopResult, grou
     images_seen = step * global_batch(accelerator, config)
     if accelerator.is_main_process:
         metrics = evaluate_and_draw(parts, config, ground_truth, swap_images, step, final=True)
-        save_final_pipeline(parts, config, metrics)
+        save_final_pipeline(parts, config, metrics, dataset)
         record = {"step": step, "images_seen": images_seen, "seconds": round(loop.seconds, 3), "final": True, **metrics}
         write_record(accelerator, log_file, record)
         write_json(os.path.join(config.output_dir, "run.json"), {
@@ -446,7 +466,7 @@ def train(config: TrainingConfig) -> TrainingResult:
     )
     with open_log(accelerator, config) as log_file:
         loop = run_loop(accelerator, config, stage, step_loader(dataset, config, accelerator, step), step, resume_path, log_file)
-        return finalize(parts, config, loop, ground_truth, swap_images, log_file)
+        return finalize(parts, config, loop, dataset, ground_truth, swap_images, log_file)
 
 
 def weights_digest(*models) -> str:
