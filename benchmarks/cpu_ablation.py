@@ -76,7 +76,14 @@ ARMS = {
     # more than the hues (`factor_probe.py --gradient-loss-weights`). The term starts at about 1.5x (x100) and 4x (x300)
     # the edge-weighted loss (the total at step 200: 0.49 and 0.95, against 0.20 without it). x100 is the recipe since 2026-12-05.
     "edge_loss_x10_t_mean_2_grad_x100": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2", "--gradient-loss-weight", "100"], {}),
+    # The recipe with each concept an angle (`token_mode="angle"`): one concept holds a hue's ring, which a scalar
+    # concept holds only folded over two (Diagnostic 6), so the three hues no longer take six or more of the ten.
+    "edge_loss_x10_t_mean_2_grad_x100_angle": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2", "--gradient-loss-weight", "100",
+                                                "--token-mode", "angle"], {}),
     "edge_loss_x10_t_mean_2_grad_x300": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2", "--gradient-loss-weight", "300"], {}),
+    # x300 gave the object its concepts but left one folded concept per hue (0.5-0.6); an angle holds a hue whole.
+    "edge_loss_x10_t_mean_2_grad_x300_angle": (["--edge-loss-weight", "10", "--timestep-logit-mean", "2", "--gradient-loss-weight", "300",
+                                                "--token-mode", "angle"], {}),
     # A diagnostic, not a recipe: nearly every step at pure noise (t >= 982 of 1000 for 97.5% of them), where the UNet sees
     # nothing of the image and must draw it from the tokens alone, as the decoder of an autoencoder.
     "edge_loss_x10_t_mean_6": (["--edge-loss-weight", "10", "--timestep-logit-mean", "6"], {}),

@@ -31,6 +31,12 @@ ARMS = {
     "processes_2_grad_x300_concepts_20": (2, {"gradient_loss_weight": 300.0}, {"concept_encoder": {"num_concepts": 20}}),
     "processes_2_batch_16_grad_x300_concepts_20": (2, {"batch_size": 16, "gradient_loss_weight": 300.0},
                                                    {"concept_encoder": {"num_concepts": 20}}),
+    # each concept an angle (`token_mode="angle"`): one concept holds a hue's ring, so the hues need three of the ten
+    "processes_2_batch_16_angle": (2, {"batch_size": 16, "token_mode": "angle"}, {}),
+    "processes_2_batch_16_grad_x300_angle": (2, {"batch_size": 16, "gradient_loss_weight": 300.0, "token_mode": "angle"}, {}),
+    # x300 first, for the object; falling to 100 by half-way, for the hues (one angle each)
+    "processes_2_batch_16_grad_300_to_100_angle": (2, {"batch_size": 16, "gradient_loss_weight_start": 300.0, "gradient_loss_weight": 100.0,
+                                                       "gradient_loss_weight_until": 0.5, "token_mode": "angle"}, {}),
 }
 # Every arm starts from the quickstart as it was until 2026-12-07 (the preset's batch and evaluations), not from
 # QUICKSTART_TRAINING, so that each recorded row keeps its meaning.

@@ -44,12 +44,29 @@ def test_forward_tokens_match_concepts_to_tokens():
     torch.testing.assert_close(out.tokens, encoder.concepts_to_tokens(out.concepts))
 
 
+def test_angle_mode_concepts_are_angles_and_a_full_turn_gives_the_same_tokens():
+    """In "angle" mode a concept is a point on a circle: its value is an angle, and moving it by 2 pi (once round
+    the ring, as a hue goes from 0.9 back to 0.0) gives the same token; editing concept k still moves token k only."""
+    torch.manual_seed(0)
+    encoder = ConceptEncoder(sample_size=32, num_concepts=4, token_dim=3, width=8, token_mode="angle").eval()
+    out = encoder(torch.rand(5, 3, 32, 32) * 2 - 1)
+    assert out.concepts.shape == (5, 4) and out.tokens.shape == (5, 4, 3)
+    assert out.concepts.abs().max() <= torch.pi
+    torch.testing.assert_close(out.tokens, encoder.concepts_to_tokens(out.concepts))
+    turned = out.concepts.clone()
+    turned[:, 1] += 2 * torch.pi
+    torch.testing.assert_close(encoder.concepts_to_tokens(turned), out.tokens, atol=1e-5, rtol=1e-5)
+    turned[:, 1] += 1.0
+    changed = (encoder.concepts_to_tokens(turned) - out.tokens).abs().amax(dim=(0, 2)) > 1e-4
+    assert changed.tolist() == [False, True, False, False]
+
+
 def test_vector_mode_gives_tokens_and_their_mean_as_concepts():
     encoder = ConceptEncoder(sample_size=32, num_concepts=4, token_dim=3, width=8, token_mode="vector").eval()
     out = encoder(torch.rand(2, 3, 32, 32) * 2 - 1)
     assert out.tokens.shape == (2, 4, 3)
     torch.testing.assert_close(out.concepts, out.tokens.mean(-1))
-    with pytest.raises(ValueError, match="token_mode='scalar'"):
+    with pytest.raises(ValueError, match="token_mode 'scalar' or 'angle'"):
         encoder.concepts_to_tokens(out.concepts)
 
 

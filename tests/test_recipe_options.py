@@ -392,3 +392,72 @@ def test_codebook_from_data_needs_a_vq_first_stage(tmp_path, monkeypatch):
         train_autoencoder(config)
     with pytest.raises(ValueError, match="codebook_init must be"):
         build_config(AutoencoderTrainingConfig, dict(preset="tiny", codebook_init="kmeans"))
+
+
+# ---------------------------------------------------------------- angle concepts
+
+
+def test_angle_concepts_train_and_the_default_keeps_the_presets_encoder(tmp_path, vae_dir):
+    from concept_diffusion.training.trainer import weights_digest
+
+    def digest(result):
+        pipe = ConceptDiffusionPipeline.from_pretrained(result.pipeline_dir)
+        return pipe, weights_digest(pipe.concept_encoder, pipe.unet)
+
+    _, default = digest(train(tiny_config(tmp_path, vae_dir, "default", max_steps=2)))
+    _, scalar = digest(train(tiny_config(tmp_path, vae_dir, "scalar", max_steps=2, token_mode="scalar")))
+    angle_pipe, angle = digest(train(tiny_config(tmp_path, vae_dir, "angle", max_steps=2, token_mode="angle")))
+    assert default == scalar  # the tiny preset's encoder is scalar: naming it changes nothing
+    assert angle != default
+    assert angle_pipe.concept_encoder.config.token_mode == "angle"  # saved, so loading rebuilds it
+    images = np.random.default_rng(0).random((3, 32, 32, 3))
+    concepts = angle_pipe.encode(images)
+    assert concepts.abs().max() <= torch.pi
+    swapped = angle_pipe.swap(images[:1], images[1:], concept_indices=[0], num_inference_steps=2, output_type="np")
+    assert swapped.images.shape[:2] == (1, 2)
+    with pytest.raises(ValueError, match="token_mode must be 'scalar' or 'angle'"):
+        tiny_config(tmp_path, vae_dir, token_mode="circle")
+    with pytest.raises(ValueError, match="token_mode builds a fresh encoder"):
+        tiny_config(tmp_path, vae_dir, token_mode="angle", init_from=str(tmp_path / "angle" / "pipeline"))
+
+
+# ---------------------------------------------------------------- a block of combinations held out
+
+
+def test_held_out_combinations_never_reach_a_training_step(tmp_path, vae_dir, monkeypatch):
+    from concept_diffusion.training import trainer
+    from concept_diffusion.training.data import in_block, parse_held_out
+
+    seen = []
+    step = trainer.training_step
+    monkeypatch.setattr(trainer, "training_step", lambda parts, config, batch, number: (
+        seen.append(batch["factors"].numpy()), step(parts, config, batch, number))[1])
+    spec = "shape=cube,cylinder,sphere;floor_hue=0,1,2,3,4,5,6,7"  # 60% of the grid: a random batch of 4 would hit it
+    train(tiny_config(tmp_path, vae_dir, "held_out", max_steps=6, held_out=spec))
+    from concept_diffusion import load_ground_truth
+
+    data = load_ground_truth("shapes3d-procedural", image_size=32)
+    block = parse_held_out(spec, data)
+    assert block == {4: [0, 1, 2], 0: list(range(8))}
+    factors = np.concatenate(seen)
+    assert len(factors) == 6 * TINY["batch_size"] and not in_block(factors, block).any()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("colour=red", "colour=red.*FACTOR one of"),
+    ("shape=pyramid", "shape has no value 'pyramid'.*0..3.*cube"),
+    ("shape=4", "shape has no value '4'"),
+    ("shape=", "FACTOR=VALUE"),
+    (";", "names no factor"),
+])
+def test_bad_held_out_blocks_name_the_mistake(spec, message):
+    from concept_diffusion import load_ground_truth
+    from concept_diffusion.training.data import parse_held_out, without_combinations
+
+    data = load_ground_truth("shapes3d-procedural", image_size=32)
+    with pytest.raises(ValueError, match=message):
+        parse_held_out(spec, data)
+    with pytest.raises(ValueError, match="every image"):
+        without_combinations(data.torch_dataset(), data, "shape=0,1,2,3")
+    with pytest.raises(ValueError, match="needs data with a factor grid"):
+        parse_held_out("shape=0", None)

@@ -68,16 +68,22 @@ def uniform_reference(data, count: int, seed: int) -> dict:
     return {"expected_distinct": grid * (1 - (1 - 1 / grid) ** count), "max_pair_mi": max_pairwise_information(factors)}
 
 
-def measure(pipe, reader, data, kind: str, args, reference: dict) -> tuple:
+def sample_and_read(pipe, reader, data, kind: str, num_samples: int, steps: int, seed: int) -> tuple:
+    """`num_samples` images drawn from the prior `kind` in batches of 128, the factors the reader finds in them, and
+    each image's PSNR (dB) to the exact image of those factors."""
     images = []
-    for start in range(0, args.num_samples, 128):
-        count = min(128, args.num_samples - start)
-        images.append(pipe.sample(count, prior=kind, num_inference_steps=args.steps, output_type="np",
-                                  generator=torch.Generator().manual_seed(args.seed + start)).images)
+    for start in range(0, num_samples, 128):
+        count = min(128, num_samples - start)
+        images.append(pipe.sample(count, prior=kind, num_inference_steps=steps, output_type="np",
+                                  generator=torch.Generator().manual_seed(seed + start)).images)
     images = np.concatenate(images)
     read = reader.read(images)
     exact = np.asarray(data.sample_observations_from_factors(read, np.random.RandomState(0)), dtype=np.float32)
-    psnr = 10 * np.log10(1 / np.maximum(((images - exact) ** 2).mean(axis=(1, 2, 3)), 1e-12))
+    return images, read, 10 * np.log10(1 / np.maximum(((images - exact) ** 2).mean(axis=(1, 2, 3)), 1e-12))
+
+
+def measure(pipe, reader, data, kind: str, args, reference: dict) -> tuple:
+    images, read, psnr = sample_and_read(pipe, reader, data, kind, args.num_samples, args.steps, args.seed)
     distinct = len({tuple(row) for row in read.tolist()})
     row = {"prior": kind, "validity": round(float((psnr >= args.valid_db).mean()), 4), "median_psnr": round(float(np.median(psnr)), 2),
            "distinct_combinations": distinct, "coverage_vs_uniform": round(distinct / reference["expected_distinct"], 4),

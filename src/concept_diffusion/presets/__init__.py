@@ -33,13 +33,15 @@ def preset_folder(name_or_folder: Union[str, os.PathLike]) -> str:
     raise ValueError(f"unknown preset {path!r}: use one of {list_presets()} or a folder with model_index.json")
 
 
-def build_pipeline(name_or_folder: Union[str, os.PathLike] = "tiny", seed: Optional[int] = 0, conditioning: str = "cross_attention"):
+def build_pipeline(name_or_folder: Union[str, os.PathLike] = "tiny", seed: Optional[int] = 0, conditioning: str = "cross_attention",
+                   token_mode: Optional[str] = None):
     """Build an untrained `ConceptDiffusionPipeline` from a preset name or a diffusers folder of configs.
 
     Weights are initialised under `torch.manual_seed(seed)` (without touching the global RNG), so
     the same seed builds the same pipeline. The models are returned in eval mode.
     `conditioning="adagn"` builds the paper's control instead: the tokens enter through the UNet's
-    time embedding (`models.conditioning.adagn_unet_config`), not through cross-attention.
+    time embedding (`models.conditioning.adagn_unet_config`), not through cross-attention. `token_mode`
+    replaces the preset encoder's ("scalar", "angle" or "vector"; None keeps it).
 
     Example:
         >>> pipe = build_pipeline("tiny")
@@ -66,6 +68,8 @@ def build_pipeline(name_or_folder: Union[str, os.PathLike] = "tiny", seed: Optio
                 raise FileNotFoundError(f"{folder}: component {name!r} has no config at {config_path}")
             with open(config_path) as file:
                 config = json.load(file)
+            if name == "concept_encoder" and token_mode is not None:
+                config = {**config, "token_mode": token_mode}
             if name == "unet" and conditioning == "adagn":  # built after concept_encoder (sorted order)
                 encoder = components["concept_encoder"].config
                 config = adagn_unet_config(config, encoder.num_concepts, encoder.token_dim)

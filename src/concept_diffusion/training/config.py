@@ -132,6 +132,11 @@ class TrainingConfig:
     """How the concept tokens enter the UNet: "cross_attention" (EncDiff) or "adagn", the paper's control, where the
     flattened tokens are added to the time embedding that the ResBlocks apply with scale and shift
     (`models.conditioning`); the saved UNet's config records it."""
+    token_mode: Optional[str] = None
+    """How the concept encoder turns concepts into tokens, replacing the preset's: "scalar" (the paper: each concept a
+    number), "angle" (each concept a point on a circle, so that one concept holds a cyclic factor such as a hue, which
+    a number holds only folded over two concepts; `ConceptEncoder`). None (default): the preset's. Not with
+    `init_from`, whose encoder is kept."""
     skip_dropout: float = 0.0
     """Skip Dropout (Jun et al., WACV 2025): drop each channel of the UNet's skip connections with this probability
     during training (0 = off; their configs use 0.2), so that the decoder must read the tokens instead of copying
@@ -168,6 +173,11 @@ class TrainingConfig:
     """False freezes the concept encoder (eval mode, no gradient, not in the optimizer): with `init_from`, a phase that
     trains the UNet alone, e.g. on every timestep (`timestep_sampling` uniform) for cleaner decoding, while the
     concepts, and so the disentanglement scores, stay exactly as they were."""
+    held_out: Optional[str] = None
+    """Leave a block of factor combinations out of the training images (data with a factor grid only), to ask later
+    whether the model makes combinations it never saw: `FACTOR=VALUES[;FACTOR=VALUES...]`, values by name or index,
+    e.g. "shape=sphere;floor_hue=0,1,9" (every sphere on the three reddest floors). The metrics still draw from the
+    whole grid. None (default): train on every image."""
     released_zero_init: bool = False
     """Zero-initialise the UNet like the released code (each ResBlock's output conv, each transformer's
     proj_out, the final conv) before training; the paper presets turn it on."""
@@ -290,6 +300,8 @@ def check_config(config) -> None:
             raise ValueError(f"timestep_sampling must be 'uniform' or 'logit_normal', got {config.timestep_sampling!r}")
         if config.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {config.loss!r}")
+        if config.token_mode not in (None, "scalar", "angle"):
+            raise ValueError(f"token_mode must be 'scalar' or 'angle' (or None for the preset's), got {config.token_mode!r}")
         if config.conditioning not in ("cross_attention", "adagn"):
             raise ValueError(f"conditioning must be 'cross_attention' or 'adagn', got {config.conditioning!r}")
         if not 0 <= config.skip_dropout < 1:
@@ -312,6 +324,8 @@ def check_config(config) -> None:
             )
         if not config.train_encoder and config.ema_encoder:
             raise ValueError("ema_encoder needs train_encoder: a frozen concept encoder has nothing to average; drop one of them")
+        if config.init_from is not None and config.token_mode is not None:
+            raise ValueError("token_mode builds a fresh encoder and init_from keeps the saved one: drop one of them")
         if config.init_from is not None and not os.path.isfile(os.path.join(config.init_from, "model_index.json")):
             raise ValueError(f"init_from={config.init_from}: no model_index.json there; pass a folder written by "
                              "save_pretrained, such as a run's OUTPUT_DIR/pipeline")

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from concept_diffusion.data.ground_truth import ImageShape
 from concept_diffusion.data.threads import one_thread_per_worker
@@ -109,6 +109,67 @@ def load_training_data(source: str, image_size: int, channels=None):
             dataset = dataset["train"]
         return ImageOnlyData(dataset, source), None
     return data.torch_dataset(), data
+
+
+def parse_held_out(spec: str, data) -> dict:
+    """The block of factor combinations `spec` names, as {factor index: sorted value indices}.
+
+    `spec` is `FACTOR=VALUES[;FACTOR=VALUES...]`, each VALUES a comma-separated list of value names (as the data
+    names them, e.g. `sphere`) or value indices: `"shape=sphere;floor_hue=0,1,9"` is every sphere on floor hues 0, 1
+    and 9. An image is in the block when each named factor takes one of its listed values.
+    """
+    names = getattr(data, "factor_names", None)
+    if names is None or not getattr(data, "has_factor_grid", False):
+        raise ValueError(f"held_out={spec!r} needs data with a factor grid (a ground-truth data set such as "
+                         "shapes3d-procedural); this data has none: drop held_out")
+    block = {}
+    for part in filter(None, (part.strip() for part in spec.split(";"))):
+        factor, _, values = part.partition("=")
+        factor = factor.strip()
+        if factor not in names or not values.strip():
+            raise ValueError(f"held_out={spec!r}: {part!r} must be FACTOR=VALUE[,VALUE...] with FACTOR one of {names}")
+        index = names.index(factor)
+        known = list(data.factor_values[index]) if data.factor_values else []
+        block[index] = sorted({_value_index(value.strip(), known, data.factor_sizes[index], factor, spec)
+                               for value in values.split(",") if value.strip()})
+    if not block:
+        raise ValueError(f"held_out={spec!r} names no factor: write e.g. 'shape=sphere;floor_hue=0,1,9'")
+    return block
+
+
+def _value_index(value: str, known: list, size: int, factor: str, spec: str) -> int:
+    if value in known:
+        return known.index(value)
+    if value.isdigit() and int(value) < size:
+        return int(value)
+    raise ValueError(f"held_out={spec!r}: {factor} has no value {value!r}; use a value index 0..{size - 1}"
+                     + (f" or a name from {known}" if known else ""))
+
+
+def in_block(factors: np.ndarray, block: dict) -> np.ndarray:
+    """Which rows of `factors` (num, K) lie in the block of combinations `block` (`parse_held_out`)."""
+    inside = np.ones(len(factors), dtype=bool)
+    for factor, values in block.items():
+        inside &= np.isin(factors[:, factor], values)
+    return inside
+
+
+class HeldOutSubset(Subset):
+    """The images of a ground-truth data set outside a block of factor combinations (`held_out`), as a map-style
+    dataset that still serves whole batches and exposes the data (`.data`) as the full one does."""
+
+    @property
+    def data(self):
+        return self.dataset.data
+
+
+def without_combinations(dataset, data, spec: str) -> HeldOutSubset:
+    """`dataset` (the torch view of the grid `data`) less every image in the block `spec` names (`parse_held_out`)."""
+    block = parse_held_out(spec, data)
+    inside = in_block(data.index_to_factors(np.arange(len(data))), block)
+    if inside.all():
+        raise ValueError(f"held_out={spec!r} holds out every image of the data: name a smaller block")
+    return HeldOutSubset(dataset, np.flatnonzero(~inside).tolist())
 
 
 def scorable_metrics(data, metrics) -> list:

@@ -22,7 +22,8 @@ from concept_diffusion.pipelines.pipeline_concept_diffusion import images_to_lat
 from concept_diffusion.presets import build_pipeline
 from concept_diffusion.training.checkpoints import save_checkpoint
 from concept_diffusion.training.config import TrainingConfig
-from concept_diffusion.training.data import batch_loader, check_image_size, load_training_data, scorable_metrics, step_generator
+from concept_diffusion.training.data import (batch_loader, check_image_size, load_training_data, scorable_metrics, step_generator,
+                                             without_combinations)
 from concept_diffusion.training.prior import attach_prior, prior_of_training_data
 from concept_diffusion.training.schedules import RunProgress, gradient_loss_weight_at, warmup_then_decay
 from concept_diffusion.training.skip_dropout import SkipDropout
@@ -218,7 +219,7 @@ def starting_pipeline(config: TrainingConfig):
     """The pipeline a run starts from: the preset's, freshly initialised under the run's seed, or (`init_from`) a
     trained one, loaded with the package's own classes."""
     if config.init_from is None:
-        return build_pipeline(config.preset, seed=config.seed, conditioning=config.conditioning)
+        return build_pipeline(config.preset, seed=config.seed, conditioning=config.conditioning, token_mode=config.token_mode)
     from concept_diffusion.pipelines import ConceptDiffusionPipeline
 
     return ConceptDiffusionPipeline.from_pretrained(config.init_from)
@@ -243,6 +244,8 @@ def setup(config: TrainingConfig, accelerator, resume_state: Optional[dict]):
     sample_size, in_channels = encoder.config.sample_size, encoder.config.in_channels
     dataset, ground_truth = load_training_data(config.data, sample_size, in_channels)
     check_image_size(dataset if ground_truth is None else ground_truth, sample_size, in_channels, config.data, config.preset)
+    if config.held_out is not None:
+        dataset = without_combinations(dataset, ground_truth, config.held_out)
     vae = starting_first_stage(config, pipe)
     if vae is not None:
         vae.to(accelerator.device)
