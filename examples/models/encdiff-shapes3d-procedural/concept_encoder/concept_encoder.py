@@ -17,7 +17,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 from torch.nn import functional as F
 
-TOKEN_MODES = ("scalar", "vector")
+TOKEN_MODES = ("scalar", "angle", "vector")
 # The file name of this module's copy beside saved weights, as config.json's auto_map names it.
 CODE_MODULE = "concept_encoder"
 
@@ -28,7 +28,8 @@ class ConceptEncoderOutput(BaseOutput):
 
     Args:
         concepts: `(batch, num_concepts)`. In "scalar" mode, the N scalars the paper calls concepts
-            (the representation that disentanglement metrics score). In "vector" mode, each token's
+            (the representation that disentanglement metrics score). In "angle" mode, N angles in
+            (-pi, pi], each a point on a circle, scored the same way. In "vector" mode, each token's
             mean over its `token_dim` entries: a scalar summary per token, for metrics and plots.
         tokens: `(batch, num_concepts, token_dim)`, the cross-attention context of the UNet.
     """
@@ -57,15 +58,16 @@ class ResidualBlock(nn.Module):
 
 
 class ConceptTokenMLPs(nn.Module):
-    """N independent MLPs (1 -> 64 -> 128 -> token_dim, ELU), one per concept, computed together.
+    """N independent MLPs (in_features -> 64 -> 128 -> token_dim, ELU), one per concept, computed together.
 
     The weights of all N MLPs are stacked along a leading concept axis, so one einsum per layer
-    replaces a Python loop over N modules. Each MLP is initialised like `nn.Linear`.
+    replaces a Python loop over N modules. Each MLP is initialised like `nn.Linear`. The input is
+    `(B, N)` scalars (in_features 1) or `(B, N, in_features)`.
     """
 
-    def __init__(self, num_concepts: int, token_dim: int, hidden_dims: tuple = (64, 128)):
+    def __init__(self, num_concepts: int, token_dim: int, hidden_dims: tuple = (64, 128), in_features: int = 1):
         super().__init__()
-        dims = (1, *hidden_dims, token_dim)
+        dims = (in_features, *hidden_dims, token_dim)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(dims[:-1], dims[1:]):
@@ -74,7 +76,7 @@ class ConceptTokenMLPs(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(num_concepts, fan_out).uniform_(-bound, bound)))
 
     def forward(self, concepts: torch.Tensor) -> torch.Tensor:
-        hidden = concepts.unsqueeze(-1)  # (B, N, 1)
+        hidden = concepts.unsqueeze(-1) if concepts.ndim == 2 else concepts  # (B, N, in_features)
         last = len(self.weights) - 1
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             hidden = torch.einsum("bni,nio->bno", hidden, weight) + bias
@@ -114,7 +116,11 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
     stride-2 convolutions with BatchNorm, two residual blocks with BatchNorm inside, then a linear
     layer. In "scalar" mode (the paper's default) the linear
     layer gives N scalars and each goes through its own MLP to a token of width `token_dim`. In
-    "vector" mode (EncDiff-V) the linear layer gives the N tokens directly.
+    "angle" mode each concept is a point on a circle: the linear layer gives N planar vectors, a
+    concept is its vector's angle, and its MLP reads the unit vector (cos, sin). One angle holds a
+    cyclic factor such as a hue, which a scalar can only hold by folding it over two concepts; a
+    factor on a line takes an arc. Not in the paper. In "vector" mode (EncDiff-V) the linear layer
+    gives the N tokens directly.
 
     Args:
         in_channels: channels of the input images.
@@ -122,7 +128,7 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
         num_concepts: N, the number of concepts and tokens.
         token_dim: d, the width of each token; the UNet's `cross_attention_dim` must equal it.
         width: channels of the convolutional backbone.
-        token_mode: "scalar" or "vector".
+        token_mode: "scalar", "angle" or "vector".
 
     Example:
         >>> encoder = ConceptEncoder(sample_size=64, num_concepts=20, token_dim=16)
@@ -163,11 +169,12 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
             )
         self.backbone = released_backbone(in_channels, width)
         features = width * (sample_size // 16) ** 2
-        if token_mode == "scalar":
-            self.to_concepts = nn.Linear(features, num_concepts)
-            self.token_mlps = ConceptTokenMLPs(num_concepts, token_dim)
-        else:
+        if token_mode == "vector":
             self.to_tokens = nn.Linear(features, num_concepts * token_dim)
+        else:
+            planes = 2 if token_mode == "angle" else 1
+            self.to_concepts = nn.Linear(features, num_concepts * planes)
+            self.token_mlps = ConceptTokenMLPs(num_concepts, token_dim, in_features=planes)
 
     def check_images(self, images: torch.Tensor, name: str = "images") -> None:
         """Raise a ValueError naming `name` if `images` is not a (B >= 1, C, H, W) batch this encoder takes.
@@ -197,9 +204,9 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
 
         This is how edited concepts (swapped or swept) become a UNet condition again.
         """
-        if self.config.token_mode != "scalar":
+        if self.config.token_mode == "vector":
             raise ValueError(
-                "concepts_to_tokens needs token_mode='scalar': in 'vector' mode the tokens come from the image "
+                "concepts_to_tokens needs token_mode 'scalar' or 'angle': in 'vector' mode the tokens come from the image "
                 "directly and concepts are only a summary; edit tokens instead (pipeline(tokens=...))"
             )
         if concepts.ndim != 2 or concepts.shape[1] != self.config.num_concepts:
@@ -208,7 +215,10 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
                 "pass one value per concept, as returned by encode()"
             )
         weight = self.token_mlps.weights[0]
-        return self.token_mlps(concepts.to(device=weight.device, dtype=weight.dtype))
+        concepts = concepts.to(device=weight.device, dtype=weight.dtype)
+        if self.config.token_mode == "angle":
+            concepts = torch.stack((concepts.cos(), concepts.sin()), dim=-1)
+        return self.token_mlps(concepts)
 
     def forward(self, images: torch.Tensor, return_dict: bool = True):
         """Encode images `(B, C, H, W)` in model space, [-1, 1], to concepts `(B, N)` and tokens `(B, N, d)`.
@@ -221,6 +231,10 @@ class ConceptEncoder(ModelMixin, ConfigMixin):
         if self.config.token_mode == "scalar":
             concepts = self.to_concepts(features)
             tokens = self.token_mlps(concepts)
+        elif self.config.token_mode == "angle":
+            planar = self.to_concepts(features).view(-1, self.config.num_concepts, 2)
+            concepts = torch.atan2(planar[..., 1], planar[..., 0])
+            tokens = self.token_mlps(F.normalize(planar, dim=-1, eps=1e-6))
         else:
             tokens = self.to_tokens(features).view(-1, self.config.num_concepts, self.config.token_dim)
             concepts = tokens.mean(dim=-1)
